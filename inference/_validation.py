@@ -1,0 +1,160 @@
+"""Input checks shared by the public functions: each raises a ValueError naming the value."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = [
+    "as_data",
+    "check_means",
+    "check_n_clusters",
+    "check_positive_int",
+    "check_sample_weight",
+    "check_seed",
+    "check_sigma",
+    "check_weights",
+    "make_generator",
+]
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int, or a ValueError if it is not an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r} should be an integer >= {minimum}")
+    return int(value)
+
+
+def _as_float_tensor(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    else:
+        try:
+            tensor = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} should be numeric, got {type(value).__name__}") from None
+    if like is not None:
+        return tensor.to(dtype=like.dtype, device=like.device)
+    if tensor.dtype not in (torch.float32, torch.float64):
+        if tensor.dtype.is_complex:
+            raise ValueError(f"{name} should be real-valued, got dtype {tensor.dtype}")
+        try:
+            tensor = tensor.to(torch.float64)
+        except (TypeError, RuntimeError):
+            raise ValueError(f"{name} should be numeric, got dtype {tensor.dtype}") from None
+    return tensor
+
+
+def _check_finite(tensor: torch.Tensor, name: str) -> None:
+    if not torch.isfinite(tensor).all():
+        bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()
+        raise ValueError(f"{name} holds NaN or inf (first at index {tuple(bad)}); remove or impute it")
+
+
+def as_data(X, name: str = "X") -> torch.Tensor:
+    """``X`` as a finite 2-D float tensor of shape (n_samples, n_features) with n_samples >= 1.
+
+    float32 and float64 tensors keep their dtype and device; anything else becomes float64.
+    """
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        raise ValueError(f"{name} should be numeric, got an array of Python objects")
+    tensor = _as_float_tensor(X, name)
+    if tensor.dim() != 2:
+        raise ValueError(
+            f"{name} of shape {tuple(tensor.shape)} should be 2-D (n_samples, n_features); "
+            "reshape a single feature with X.reshape(-1, 1)"
+        )
+    if tensor.shape[0] < 1 or tensor.shape[1] < 1:
+        raise ValueError(
+            f"{name} of shape {tuple(tensor.shape)} is empty: it needs at least one row and column"
+        )
+    _check_finite(tensor, name)
+    return tensor
+
+
+def check_n_clusters(n_clusters, X: torch.Tensor | None = None) -> int:
+    """``n_clusters`` as an int >= 1, no larger than the number of distinct rows of ``X``."""
+    n_clusters = check_positive_int("n_clusters", n_clusters)
+    if X is not None:
+        if X.shape[0] < n_clusters:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}")
+        n_distinct = torch.unique(X, dim=0).shape[0]
+        if n_distinct < n_clusters:
+            raise ValueError(
+                f"X has {n_distinct} distinct points, fewer than n_clusters={n_clusters}; use fewer clusters"
+            )
+    return n_clusters
+
+
+def check_sigma(sigma, *, allow_zero: bool = True, allow_none: bool = False) -> float | None:
+    """σ as a float: finite and > 0 (or >= 0 with ``allow_zero``; ``None`` with ``allow_none``)."""
+    if sigma is None and allow_none:
+        return None
+    expected = ("None or " if allow_none else "") + (
+        "a finite number >= 0" if allow_zero else "a finite number > 0"
+    )
+    if isinstance(sigma, torch.Tensor) and sigma.numel() == 1:
+        sigma = sigma.item()
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
+        raise ValueError(f"sigma={sigma!r} should be {expected}")
+    sigma = float(sigma)
+    if not math.isfinite(sigma) or sigma < 0 or (sigma == 0 and not allow_zero):
+        raise ValueError(f"sigma={sigma!r} should be {expected}")
+    return sigma
+
+
+def check_means(means, n_features: int | None = None, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Centroids as a finite float tensor of shape (n_clusters, n_features)."""
+    means = _as_float_tensor(means, "means", like)
+    if means.dim() != 2 or means.shape[0] < 1:
+        raise ValueError(f"means of shape {tuple(means.shape)} should be 2-D (n_clusters, n_features)")
+    if n_features is not None and means.shape[1] != n_features:
+        raise ValueError(f"means have {means.shape[1]} features but the data have n_features={n_features}")
+    _check_finite(means, "means")
+    return means
+
+
+def check_weights(weights, n_clusters: int, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Mixing weights of shape (n_clusters,) on the simplex (non-negative, summing to 1 within 1e-6)."""
+    weights = _as_float_tensor(weights, "weights", like)
+    if weights.shape != (n_clusters,):
+        raise ValueError(f"weights of shape {tuple(weights.shape)} should have shape ({n_clusters},)")
+    _check_finite(weights, "weights")
+    total = weights.sum().item()
+    if (weights < 0).any() or abs(total - 1.0) > 1e-6:
+        raise ValueError(
+            f"weights={weights.tolist()} should be non-negative and sum to 1 (they sum to {total:.8g})"
+        )
+    return weights
+
+
+def check_sample_weight(sample_weight, X: torch.Tensor) -> torch.Tensor | None:
+    """Per-row weights of shape (n_samples,), finite, non-negative, not all zero; ``None`` passes."""
+    if sample_weight is None:
+        return None
+    weight = _as_float_tensor(sample_weight, "sample_weight", X)
+    if weight.shape != (X.shape[0],):
+        raise ValueError(f"sample_weight of shape {tuple(weight.shape)} should have shape ({X.shape[0]},)")
+    _check_finite(weight, "sample_weight")
+    if (weight < 0).any():
+        raise ValueError(f"sample_weight should be >= 0; its minimum is {weight.min().item():.6g}")
+    if weight.sum() <= 0:
+        raise ValueError("sample_weight sums to 0: at least one row needs a positive weight")
+    return weight
+
+
+def check_seed(seed) -> int:
+    """The seed as a non-negative int."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed={seed!r} should be a non-negative integer")
+    return int(seed)
+
+
+def make_generator(seed, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (the core's explicit randomness)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(check_seed(seed))
+    return generator
