@@ -13,6 +13,7 @@ __all__ = [
     "check_means",
     "check_n_clusters",
     "check_positive_int",
+    "check_real",
     "check_sample_weight",
     "check_seed",
     "check_sigma",
@@ -26,6 +27,29 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}={value!r} should be an integer >= {minimum}")
     return int(value)
+
+
+def check_real(
+    name: str,
+    value,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in the interval from ``low`` to ``high`` (ends open or closed)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    left = "(" if low_open or math.isinf(low) else "["
+    right = ")" if high_open or math.isinf(high) else "]"
+    interval = f"{left}{low:g}, {high:g}{right}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} should be a finite number in {interval}")
+    value = float(value)
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        raise ValueError(f"{name}={value!r} should be a finite number in {interval}")
+    return value
 
 
 def _as_float_tensor(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,12 +99,20 @@ def as_data(X, name: str = "X") -> torch.Tensor:
     return tensor
 
 
-def check_n_clusters(n_clusters, X: torch.Tensor | None = None) -> int:
-    """``n_clusters`` as an int >= 1, no larger than the number of distinct rows of ``X``."""
+def check_n_clusters(n_clusters, X: torch.Tensor | None = None, *, distinct: bool = True) -> int:
+    """``n_clusters`` as an int >= 1, no larger than the number of (distinct, with ``distinct``) rows of ``X``.
+
+    ``distinct=False`` skips the O(N log N) count of distinct rows and only compares with n_samples.
+    """
     n_clusters = check_positive_int("n_clusters", n_clusters)
     if X is not None:
         if X.shape[0] < n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}")
+        if not distinct:
+            return n_clusters
+        head = X[: 2 * n_clusters + 16]  # usually enough distinct rows already; a full count is slow
+        if head.shape[0] < X.shape[0] and torch.unique(head, dim=0).shape[0] >= n_clusters:
+            return n_clusters
         n_distinct = torch.unique(X, dim=0).shape[0]
         if n_distinct < n_clusters:
             raise ValueError(
@@ -106,14 +138,16 @@ def check_sigma(sigma, *, allow_zero: bool = True, allow_none: bool = False) -> 
     return sigma
 
 
-def check_means(means, n_features: int | None = None, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Centroids as a finite float tensor of shape (n_clusters, n_features)."""
-    means = _as_float_tensor(means, "means", like)
+def check_means(
+    means, n_features: int | None = None, like: torch.Tensor | None = None, *, name: str = "means"
+) -> torch.Tensor:
+    """Centroids as a finite float tensor of shape (n_clusters, n_features); ``name`` is the argument's."""
+    means = _as_float_tensor(means, name, like)
     if means.dim() != 2 or means.shape[0] < 1:
-        raise ValueError(f"means of shape {tuple(means.shape)} should be 2-D (n_clusters, n_features)")
+        raise ValueError(f"{name} of shape {tuple(means.shape)} should be 2-D (n_clusters, n_features)")
     if n_features is not None and means.shape[1] != n_features:
-        raise ValueError(f"means have {means.shape[1]} features but the data have n_features={n_features}")
-    _check_finite(means, "means")
+        raise ValueError(f"{name} have {means.shape[1]} features but the data have n_features={n_features}")
+    _check_finite(means, name)
     return means
 
 

@@ -6,24 +6,51 @@ ever made for all N at once. They run in the data's dtype (float32 or float64) o
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "SufficientStats",
+    "batched_log_responsibilities",
+    "batched_mixture_logits",
     "chunk_rows",
     "hard_temperature",
     "log_responsibilities",
     "nearest_centroid",
+    "row_sq_norms",
+    "serial_if_small",
     "squared_distances",
     "sufficient_stats",
 ]
 
 #: About this many N×K entries are held at once (8 MB in float64).
 CHUNK_ENTRIES = 1 << 20
+#: Problems with fewer row·cluster·feature products than this run on one thread (serial_if_small).
+SERIAL_WORK = 1 << 26
+
+
+@functools.cache
+def threadpools() -> ThreadpoolController:
+    """The process's native thread pools (torch's OpenMP and MKL, NumPy's BLAS), found once."""
+    return ThreadpoolController()
+
+
+def serial_if_small(work: int) -> contextlib.AbstractContextManager:
+    """A context running the native thread pools on one thread while a small problem is solved.
+
+    On small tensors the threads of torch's OpenMP and MKL only wait on each other, and when the
+    other cores are busy they wait long: on a loaded 2-core machine EM on 300 rows ran 20x slower
+    with two threads, and annealing 100,000 rows into 100 clusters 8x slower (163 s against 20 s).
+    scikit-learn runs its k-means loop with BLAS on one thread for the same reason. ``work`` is
+    about rows × clusters × features; from ``SERIAL_WORK`` on, the pools are left as they are.
+    """
+    return contextlib.nullcontext() if work >= SERIAL_WORK else threadpools().limit(limits=1)
 
 
 def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None) -> Iterator[slice]:
@@ -35,6 +62,14 @@ def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None) -
         chunk_size = max(1, CHUNK_ENTRIES // max(1, n_clusters))
     for start in range(0, n_samples, chunk_size):
         yield slice(start, min(start + chunk_size, n_samples))
+
+
+def row_sq_norms(X: torch.Tensor) -> torch.Tensor:
+    """``‖x_n‖²`` of each row, of shape (n_rows,).
+
+    A matrix-vector product: on CPU, ``(X * X).sum(-1)`` over a short last axis is ~10x slower.
+    """
+    return torch.mv(X * X, X.new_ones(X.shape[-1]))
 
 
 def squared_distances(
@@ -55,8 +90,9 @@ def squared_distances(
     """
     if means_sq is None:
         means_sq = (means * means).sum(-1)
-    x_sq = (X * X).sum(-1, keepdim=True)
-    return (x_sq - 2.0 * X @ means.T + means_sq).clamp_min_(0.0)
+    x_sq = row_sq_norms(X)[:, None]
+    # One fused (N, K) product then in-place updates: broadcasting x_sq first is ~10x slower on CPU.
+    return torch.addmm(means_sq, X, means.T, alpha=-2.0).add_(x_sq).clamp_min_(0.0)
 
 
 def hard_temperature(sigma: float, dtype: torch.dtype) -> bool:
@@ -89,18 +125,48 @@ def log_responsibilities(
     log_gamma : tensor of shape (n_rows, n_clusters)
     log_density : tensor of shape (n_rows,)
     """
-    d2 = squared_distances(X, means)
-    d2_min = d2.min(-1, keepdim=True).values
     if hard_temperature(sigma, X.dtype):
-        labels = d2.argmin(-1)
-        log_gamma = torch.full_like(d2, -math.inf).scatter_(-1, labels[:, None], 0.0)
-        return log_gamma, torch.full_like(d2_min.squeeze(-1), -math.inf)
+        labels = squared_distances(X, means).argmin(-1)
+        log_gamma = X.new_full((X.shape[0], means.shape[0]), -math.inf).scatter_(-1, labels[:, None], 0.0)
+        return log_gamma, X.new_full((X.shape[0],), -math.inf)
+    tempered = _tempered(X, means, log_weights, sigma)
+    return tempered.logits.sub_(tempered.lse), tempered.log_density
+
+
+class _Tempered(NamedTuple):
+    gamma: torch.Tensor  # (n_rows, n_clusters) responsibilities
+    logits: torch.Tensor  # (n_rows, n_clusters) log π_k − β(d2_nk − d2_min,n)
+    lse: torch.Tensor  # (n_rows, 1) logsumexp of the logits
+    log_density: torch.Tensor  # (n_rows,) log p(x_n)
+
+
+def _tempered(
+    X: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    sigma: float,
+    x_sq: torch.Tensor | None = None,
+) -> _Tempered:
+    """Responsibilities at σ > 0 with one exponential a row-cluster entry.
+
+    With ``t_nk = x_n·μ_k − ‖μ_k‖²/2`` the distances are ``d2_nk = ‖x_n‖² − 2 t_nk``, so
+    ``d2_nk − min_j d2_nj = −2 (t_nk − max_j t_nj)`` without forming ``d2``: one matrix product and
+    a few in-place passes instead of the ~20 passes of the textbook expression.
+    """
     beta = 1.0 / (2.0 * sigma * sigma)
-    logits = log_weights - beta * (d2 - d2_min)
-    lse = torch.logsumexp(logits, -1, keepdim=True)
+    t = torch.addmm((means * means).sum(-1), X, means.T, beta=-0.5)
+    t_max = t.amax(-1, keepdim=True)
+    logits = t.sub_(t_max).mul_(2.0 * beta).add_(log_weights)
+    shift = logits.amax(-1, keepdim=True)
+    gamma = torch.sub(logits, shift).exp_()
+    total = gamma.sum(-1, keepdim=True)
+    gamma.div_(total)
+    lse = total.log_().add_(shift)
+    x_sq = row_sq_norms(X) if x_sq is None else x_sq
+    d2_min = (x_sq[:, None] - 2.0 * t_max).clamp_min_(0.0)
     log_norm = 0.5 * X.shape[-1] * math.log(2.0 * math.pi * sigma * sigma)
     log_density = (lse - beta * d2_min).squeeze(-1) - log_norm
-    return logits - lse, log_density
+    return _Tempered(gamma, logits, lse, log_density)
 
 
 def nearest_centroid(
@@ -183,22 +249,90 @@ def sufficient_stats(
     sums = X.new_zeros(n_clusters, n_features)
     sums_sq = X.new_zeros(n_clusters)
     second = X.new_zeros(n_clusters, n_features, n_features) if scatter else None
-    log_likelihood, entropy = 0.0, 0.0
+    if scatter and chunk_size is None:  # the einsum holds a (rows, K, D) product
+        chunk_size = max(1, CHUNK_ENTRIES // (n_clusters * n_features))
+    log_likelihood, entropy = X.new_zeros(()), X.new_zeros(())
+    hard = hard_temperature(sigma, X.dtype)
     for rows in chunk_rows(X.shape[0], n_clusters, chunk_size):
         x = X[rows]
-        log_gamma, log_density = log_responsibilities(x, means, log_weights, sigma)
-        gamma = log_gamma.exp()
-        row_entropy = -torch.special.xlogy(gamma, gamma).sum(-1)
-        if sample_weight is not None:
+        x_sq = row_sq_norms(x)
+        if hard:
+            gamma = log_responsibilities(x, means, log_weights, sigma)[0].exp_()
+            log_density, row_entropy = x.new_full((x.shape[0],), -math.inf), x.new_zeros(x.shape[0])
+        else:
+            tempered = _tempered(x, means, log_weights, sigma, x_sq)
+            gamma, log_density = tempered.gamma, tempered.log_density
+            # H_n = −Σ_k γ_nk (logit_nk − lse_n); a logit of −inf (π_k = 0) has γ_nk = 0 and adds 0.
+            weighted_logits = (gamma * tempered.logits).nan_to_num_(0.0, neginf=0.0).sum(-1)
+            row_entropy = tempered.lse.squeeze(-1) - weighted_logits
+        if sample_weight is not None:  # weight the (rows, D) side, not the (rows, K) one
             w = sample_weight[rows]
-            gamma = gamma * w[:, None]
+            x, x_sq = x * w[:, None], x_sq * w
+            counts += w @ gamma
             log_density = torch.where(w > 0, log_density * w, 0.0)
             row_entropy = row_entropy * w
-        counts += gamma.sum(0)
-        sums += gamma.T @ x
-        sums_sq += gamma.T @ (x * x).sum(-1)
-        if second is not None:
-            second += torch.einsum("nk,ni,nj->kij", gamma, x, x)
-        log_likelihood += log_density.sum().item()
-        entropy += row_entropy.sum().item()
-    return SufficientStats(counts, sums, sums_sq, second, log_likelihood, entropy)
+        else:
+            counts += gamma.sum(0)
+        sums += (x.T @ gamma).T  # 3x faster than gamma.T @ x on CPU
+        sums_sq += x_sq @ gamma
+        if second is not None:  # x already carries the weights
+            second += torch.einsum("nk,ni,nj->kij", gamma, x, X[rows])
+        log_likelihood += log_density.sum()
+        entropy += row_entropy.sum()
+    return SufficientStats(counts, sums, sums_sq, second, log_likelihood.item(), entropy.item())
+
+
+def batched_mixture_logits(
+    X: torch.Tensor, means: torch.Tensor, log_weights: torch.Tensor, sigma: torch.Tensor
+) -> torch.Tensor:
+    """``log π_k + μ_k·x_n/σ² − ‖μ_k‖²/(2σ²)`` for a batch of parameter values (chains or draws).
+
+    The log-responsibilities up to a constant in k: ``−‖x_n‖²/(2σ²)`` and the normal constant are left
+    out, so one batched product does the work. Clusters come before rows: reductions over a short
+    last axis are several times slower on CPU than over a middle one.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_rows, n_features)
+        A chunk of rows.
+    means : tensor of shape (n_batch, n_clusters, n_features)
+    log_weights : tensor of shape (n_batch, n_clusters)
+    sigma : tensor of shape (n_batch,), every entry > 0
+
+    Returns
+    -------
+    tensor of shape (n_batch, n_clusters, n_rows)
+    """
+    precision = 1.0 / (sigma * sigma)
+    bias = log_weights - 0.5 * precision[:, None] * (means * means).sum(-1)
+    scaled_means = means * precision[:, None, None]
+    return torch.baddbmm(bias[:, :, None], scaled_means, X.T.expand(means.shape[0], *X.T.shape))
+
+
+def batched_log_responsibilities(
+    X: torch.Tensor, means: torch.Tensor, log_weights: torch.Tensor, sigma: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`log_responsibilities` for a batch of parameter values (chains or posterior draws) at once.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_rows, n_features)
+        A chunk of rows.
+    means : tensor of shape (n_batch, n_clusters, n_features)
+    log_weights : tensor of shape (n_batch, n_clusters)
+    sigma : tensor of shape (n_batch,)
+        Every entry > 0 (no hard limit here: these are densities).
+
+    Returns
+    -------
+    log_gamma : tensor of shape (n_batch, n_clusters, n_rows)
+        Clusters before rows, as in :func:`batched_mixture_logits`.
+    log_density : tensor of shape (n_batch, n_rows)
+        ``log Σ_k π_k Normal(x_n | μ_k, σ² I_D)`` for each batch entry.
+    """
+    logits = batched_mixture_logits(X, means, log_weights, sigma)
+    lse = torch.logsumexp(logits, 1, keepdim=True)
+    var = (sigma * sigma)[:, None]
+    log_norm = 0.5 * X.shape[-1] * torch.log(2.0 * math.pi * var)
+    log_density = lse.squeeze(1) - row_sq_norms(X) / (2.0 * var) - log_norm
+    return logits - lse, log_density

@@ -1,0 +1,145 @@
+"""Benchmark data: scikit-learn's bundled sets and the SIPU clustering benchmark, standardized.
+
+The SIPU files live outside the repository, in ``$KMEANS_LIMIT_DATA/sipu`` (default
+``<repo>/../shared/data/sipu``): ``NAME.data.gz`` holds one point a line and ``NAME.labels0.gz`` one
+ground-truth label a line (1..K).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "SIPU",
+    "SKLEARN",
+    "Dataset",
+    "best_time",
+    "centroid_index",
+    "data_dir",
+    "label_means",
+    "load",
+    "machine",
+    "standardize",
+]
+
+SKLEARN = ("iris", "wine", "breast_cancer", "digits")
+SIPU = ("s1", "s2", "s3", "s4", "a1", "a2", "a3", "unbalance", "r15", "d31", "birch1")
+
+
+class Dataset(NamedTuple):
+    """A standardized data set with its ground-truth partition.
+
+    Attributes
+    ----------
+    name : str
+    X : ndarray of shape (n_samples, n_features), float64, each feature of mean 0 and variance 1
+    labels : int ndarray of shape (n_samples,), ground-truth labels 0..K-1
+    n_clusters : int
+        The number of ground-truth classes K.
+    """
+
+    name: str
+    X: np.ndarray
+    labels: np.ndarray
+    n_clusters: int
+
+
+def data_dir() -> Path:
+    """``$KMEANS_LIMIT_DATA`` or ``<repo>/../shared/data``."""
+    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    return Path(os.environ.get("KMEANS_LIMIT_DATA", default))
+
+
+def standardize(X: np.ndarray) -> np.ndarray:
+    """Centre each column and scale it to unit variance (columns of variance 0 are only centred)."""
+    X = np.asarray(X, dtype=np.float64)
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+    return (X - X.mean(axis=0)) / scale
+
+
+def _load_sipu(name: str) -> tuple[np.ndarray, np.ndarray]:
+    folder = data_dir() / "sipu"
+    with gzip.open(folder / f"{name}.data.gz", "rt") as handle:
+        X = np.loadtxt(handle, dtype=np.float64)
+    with gzip.open(folder / f"{name}.labels0.gz", "rt") as handle:
+        labels = np.loadtxt(handle, dtype=np.int64)
+    return X, labels
+
+
+def _load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{name}")()
+    return bunch.data, bunch.target
+
+
+def load(name: str) -> Dataset:
+    """One data set by name (one of ``SKLEARN`` or ``SIPU``), standardized."""
+    if name in SKLEARN:
+        X, labels = _load_sklearn(name)
+    elif name in SIPU:
+        X, labels = _load_sipu(name)
+    else:
+        raise ValueError(f"unknown data set {name!r}; choose one of {SKLEARN + SIPU}")
+    _, labels = np.unique(labels, return_inverse=True)
+    return Dataset(name, standardize(X), labels, int(labels.max()) + 1)
+
+
+def centroid_index(centers_a: np.ndarray, centers_b: np.ndarray) -> int:
+    """The centroid index CI of Fränti, Rezaei & Zhao (Pattern Recognition 47(9), 2014).
+
+    Map every centroid of one solution to its nearest centroid in the other; the orphans are the
+    centroids of the other that nothing maps to. CI is the larger orphan count of the two directions
+    (0 when both solutions have the same cluster-level structure).
+    """
+
+    def orphans(source: np.ndarray, target: np.ndarray) -> int:
+        d2 = ((source[:, None, :] - target[None, :, :]) ** 2).sum(-1)
+        return len(target) - len(np.unique(d2.argmin(1)))
+
+    return max(orphans(centers_a, centers_b), orphans(centers_b, centers_a))
+
+
+def label_means(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The mean of each ground-truth class: the reference centroids for :func:`centroid_index`."""
+    n_clusters = int(labels.max()) + 1
+    return np.stack([X[labels == k].mean(axis=0) for k in range(n_clusters)])
+
+
+def machine() -> str:
+    """One line about the machine and the thread settings the timings ran under."""
+    import platform
+
+    import sklearn
+    import torch
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    pools = ", ".join(f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info())
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"scikit-learn {sklearn.__version__} ({pools}); load average {os.getloadavg()[0]:.2f}"
+    )
+
+
+def best_time(function, repeat: int) -> tuple[float, object]:
+    """The shortest wall time of ``repeat`` calls, and the last call's result."""
+    import time
+
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return best, result

@@ -1,0 +1,237 @@
+"""The levels of deterministic annealing: split one cluster, re-equilibrate by EM, record.
+
+Private to :mod:`kmeans_limit.inference.anneal`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._split import SplitProposal, propose_split
+from .em import em_iterations, m_step
+from .kernels import SufficientStats, chunk_rows, row_sq_norms, squared_distances, sufficient_stats
+from .lloyd import assign_labels, labelled_sq_distances
+
+__all__ = ["Annealer"]
+
+#: After the last split, σ falls by ``cooling**TAIL`` a level, for at most ``TAIL_LEVELS`` levels
+#: (unless ``sigma_end`` asks for more) before the quench to σ = 0.
+TAIL = 4
+TAIL_LEVELS = 2
+#: A split re-equilibrates on the rows where the split centroid may hold at least this responsibility.
+ACTIVE = 1e-4
+#: ... unless they are more than this fraction of all rows: then EM visits every row.
+LOCAL_FRACTION = 0.5
+#: Mean responsibility entropy (nats per unit weight) below which the responsibilities count as
+#: hard: the remaining levels are the σ = 0 limit itself.
+HARD_ENTROPY = 1e-3
+#: After a level, a cell's split proposal is recomputed when its row count changed by this fraction.
+RESTALE = 0.02
+
+
+class Annealer:
+    """The working state of one annealing run: the born centroids, their cells, the levels so far."""
+
+    def __init__(self, X, weight, generator, *, cooling, learn_weights, max_iter, tol, sigma_end):
+        self.X, self.weight, self.generator = X, weight, generator
+        self.cooling, self.learn_weights, self.max_iter, self.tol = cooling, learn_weights, max_iter, tol
+        self.total = weight.sum().item()
+        self.scale = (weight @ X.square()).sum().item() / (self.total * X.shape[1])
+        self.sigma_end = sigma_end
+        # Below the floor every σ is the limit (1 when the rows all coincide: any σ is then fine).
+        self.sigma_floor = 1e-4 * math.sqrt(self.scale) if self.scale > 0 else 1.0
+        self.min_log_weight = math.log(torch.finfo(X.dtype).tiny)
+        self.means = X.new_zeros(1, X.shape[1])
+        self.log_weights = X.new_zeros(1)
+        self.labels = torch.zeros(X.shape[0], dtype=torch.long, device=X.device)
+        self.min_sq: torch.Tensor | None = None
+        self.proposals: list[SplitProposal] = [propose_split(X, weight)]
+        self.stale = [False]
+        self.parents: list[int] = [-1]
+        self.births: list[int] = [0]
+        self.levels: list[tuple] = []
+        self.critical: list[float] = []
+        self.sigma, self.soft, self.n_iter = math.inf, True, 0
+        self.stats: SufficientStats | None = None
+        self.stats_sigma = math.nan
+
+    @property
+    def n_born(self) -> int:
+        return self.means.shape[0]
+
+    def choose(self) -> int:
+        """The cluster whose split lowers the inertia most (stale proposals refreshed lazily)."""
+        while True:
+            k = max(range(self.n_born), key=lambda j: self.proposals[j].gain)
+            if not self.stale[k]:
+                if self.proposals[k].gain <= 0:
+                    raise RuntimeError("no cluster can split, though X has enough distinct rows")
+                return k
+            rows = torch.nonzero(self.labels == k).flatten()
+            self.proposals[k] = propose_split(self.X[rows], self.weight[rows])
+            self.stale[k] = False
+
+    def _children_weights(self, k: int, p: SplitProposal) -> torch.Tensor:
+        if not self.learn_weights:
+            return self.X.new_full((self.n_born + 1,), -math.log(self.n_born + 1))
+        share = p.left_mass / (p.left_mass + p.right_mass)
+        log_weights = torch.cat([self.log_weights, self.log_weights[k : k + 1] + math.log1p(-share)])
+        log_weights[k] += math.log(share)
+        return log_weights.clamp_min(self.min_log_weight)
+
+    def split(self, k: int) -> None:
+        """Replace centroid k by the two children of its proposal (the second one is appended)."""
+        p = self.proposals[k]
+        self.critical.append(math.sqrt(p.critical_sigma2))
+        jitter = torch.randn(p.left.shape, generator=self.generator, dtype=p.left.dtype, device=p.left.device)
+        jitter *= 1e-3 * math.sqrt(p.critical_sigma2) / max(jitter.norm().item(), 1e-300)
+        self.log_weights = self._children_weights(k, p)
+        self.means = torch.cat([self.means, (p.right - jitter)[None]])
+        self.means[k] = p.left + jitter
+        self.parents.append(k)
+        self.births.append(len(self.levels))
+        self.proposals.append(p)
+        self.stale[k] = True
+        self.stale.append(True)
+
+    def record(self, stats) -> None:
+        """Append the current equilibrium to the path."""
+        gaps = torch.cdist(self.means, self.means).fill_diagonal_(math.inf)
+        close = (gaps <= 0.01 * self.sigma).triu().any(0)  # a centroid on top of an earlier one
+        level = (self.sigma, self.means.clone(), self.log_weights.exp(), stats.log_likelihood)
+        self.levels.append(level + (stats.entropy / self.total, self.n_born - int(close.sum())))
+
+    def equilibrate(self) -> None:
+        """EM at the current σ (fixed) over all rows."""
+        tol = self.tol * self.scale / (2.0 * self.sigma**2)
+        result, stats = em_iterations(
+            self.X,
+            self.means,
+            self.log_weights,
+            self.sigma,
+            weight=self.weight,
+            learn_weights=self.learn_weights,
+            learn_sigma=False,
+            max_iter=self.max_iter,
+            tol=tol,
+            min_log_weight=self.min_log_weight,
+        )
+        self.n_iter += result.n_iter
+        self.means, self.log_weights = result.means, result.weights.log()
+        self.settle(stats)
+
+    def settle(self, stats: SufficientStats) -> None:
+        """Record the equilibrium whose E step gave ``stats``; then the Voronoi cells of its centroids."""
+        self.record(stats)
+        self.stats, self.stats_sigma = stats, self.sigma
+        hard = stats.entropy / self.total < HARD_ENTROPY or self.sigma < self.sigma_floor
+        if self.sigma_end is None and hard and self.n_born > 1:  # one centroid: entropy 0 at any σ
+            self.soft = False
+        counts = torch.bincount(self.labels, minlength=self.n_born)
+        self.labels = assign_labels(self.X, self.means)
+        self.min_sq = labelled_sq_distances(self.X, self.means, self.labels)
+        # A cell whose rows barely changed keeps its proposal (its gain is then a little stale).
+        change = (torch.bincount(self.labels, minlength=self.n_born) - counts).abs()
+        moved = (change > RESTALE * counts.clamp_min(1)).tolist()
+        self.stale = [old or m for old, m in zip(self.stale, moved, strict=True)]
+
+    def active_rows(self, k: int) -> torch.Tensor:
+        """Rows where centroid k may hold responsibility ≥ ``ACTIVE``: a superset, found without an E step.
+
+        ``max_j (log π_j − β d2_nj) ≥ log π_{z_n} − β d2_{n z_n}`` for the nearest centroid ``z_n``.
+        """
+        beta = 1.0 / (2.0 * self.sigma**2)
+        own = self.log_weights[k] - beta * row_sq_norms(self.X - self.means[k])
+        bound = self.log_weights[self.labels] - beta * self.min_sq
+        return torch.nonzero(own >= bound + math.log(ACTIVE)).flatten()
+
+    def split_locally(self, k: int) -> None:
+        """Split k and re-equilibrate by EM whose E step visits only the rows near k.
+
+        The other rows keep their responsibilities from the last level's closing E step (a partial
+        E step, which still never lowers the free energy: Neal & Hinton 1998). The level ends with a
+        full E step, so the path records the exact log-likelihood.
+        """
+        rows = self.active_rows(k)
+        if self.stats is None or rows.numel() > LOCAL_FRACTION * self.X.shape[0]:
+            self.split(k)
+            return self.equilibrate()
+        X, weight = self.X[rows], self.weight[rows]
+        before = sufficient_stats(X, self.means, self.log_weights, self.stats_sigma, sample_weight=weight)
+        outside = _with_new_component(_combine(self.stats, before, -1.0))
+        self.split(k)
+        tol = self.tol * self.scale / (2.0 * self.sigma**2) * self.total
+        previous = None
+        for _ in range(self.max_iter):
+            stats = _combine(
+                outside, sufficient_stats(X, self.means, self.log_weights, self.sigma, sample_weight=weight)
+            )
+            if previous is not None and abs(stats.log_likelihood - previous) <= tol:
+                break
+            previous = stats.log_likelihood
+            self.means, log_weights, _ = m_step(
+                stats, self.means, learn_weights=self.learn_weights, learn_sigma=False, sigma=self.sigma
+            )
+            self.log_weights = log_weights.clamp_min(self.min_log_weight)
+            self.n_iter += 1
+        self.settle(
+            sufficient_stats(self.X, self.means, self.log_weights, self.sigma, sample_weight=self.weight)
+        )
+
+    def split_hard(self, k: int) -> None:
+        """A split at σ = 0: rows move to the new children where these are nearer."""
+        self.split(k)
+        children = self.means[[k, self.n_born - 1]]
+        labels_new = torch.tensor([k, self.n_born - 1], device=self.X.device)
+        for rows in chunk_rows(self.X.shape[0], 2):
+            best, which = squared_distances(self.X[rows], children).min(-1)
+            move = (best < self.min_sq[rows]) | (self.labels[rows] == k)
+            lost = torch.unique(self.labels[rows][move]).tolist()
+            self.labels[rows] = torch.where(move, labels_new[which], self.labels[rows])
+            self.min_sq[rows] = torch.where(move, best, self.min_sq[rows])
+            for j in lost:
+                self.stale[j] = True
+
+    def step(self) -> None:
+        """One level: split the best cluster, at σ just below its critical point."""
+        k = self.choose()
+        self.sigma = min(self.sigma, self.cooling * math.sqrt(self.proposals[k].critical_sigma2))
+        if self.sigma_end is not None and self.sigma < self.sigma_end:
+            self.soft = False
+        if self.soft:
+            self.split_locally(k)
+        else:
+            self.split_hard(k)
+
+    def cool(self) -> None:
+        """After the last split: σ times ``cooling**TAIL`` a level, down to ``sigma_end`` if given.
+
+        Otherwise at most ``TAIL_LEVELS`` levels, fewer if the responsibilities turn hard first.
+        """
+        levels = 0
+        while self.soft and self.n_born > 1:  # a single centroid is the mean at every σ
+            self.sigma *= self.cooling**TAIL
+            if self.sigma < (self.sigma_end or 0.0) or (self.sigma_end is None and levels == TAIL_LEVELS):
+                return
+            self.equilibrate()
+            levels += 1
+
+
+def _combine(a: SufficientStats, b: SufficientStats, sign: float = 1.0) -> SufficientStats:
+    """``a + sign · b``, field by field (the statistics of a union, or a difference, of rows)."""
+    return SufficientStats(
+        a.counts + sign * b.counts,
+        a.sums + sign * b.sums,
+        a.sums_sq + sign * b.sums_sq,
+        None,
+        a.log_likelihood + sign * b.log_likelihood,
+        a.entropy + sign * b.entropy,
+    )
+
+
+def _with_new_component(stats: SufficientStats) -> SufficientStats:
+    """The statistics with one more, empty, component (the second child of a split) at the end."""
+    pad = lambda t: torch.cat([t, t.new_zeros((1,) + t.shape[1:])])  # noqa: E731
+    return stats._replace(counts=pad(stats.counts), sums=pad(stats.sums), sums_sq=pad(stats.sums_sq))

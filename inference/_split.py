@@ -1,0 +1,186 @@
+"""Splitting one cluster in two along its principal axis, and split-merge moves at σ = 0.
+
+Private helpers of :mod:`kmeans_limit.inference.anneal`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .kernels import chunk_rows
+from .lloyd import LloydResult, lloyd_core
+
+__all__ = ["SplitProposal", "propose_split", "removal_costs", "split_merge"]
+
+#: 2-means iterations inside one cell; they stop earlier when the two sides stop changing.
+TWO_MEANS_ITER = 30
+#: Lloyd's relative tolerance (scikit-learn's default) for screening a split-merge move.
+SCREEN_TOL = 1e-4
+#: A move is kept when it lowers the inertia by more than this fraction.
+MIN_GAIN = 1e-4
+#: Moves estimated to raise the inertia by more than this fraction are not tried.
+SLACK = 0.05
+
+
+class SplitProposal(NamedTuple):
+    """The best two-way split found for one cluster.
+
+    Attributes
+    ----------
+    critical_sigma2 : float
+        ``λ_max`` of the cluster's covariance: below ``σ² = λ_max`` a duplicated centroid separates
+        (the cluster's phase transition; Rose 1998).
+    left, right : tensor of shape (n_features,)
+        The two children (means of the two sides of a 2-means split started on the principal axis).
+    left_mass, right_mass : float
+        The sample weight on each side.
+    gain : float
+        The drop in inertia from replacing the cluster's centroid with the two children: the
+        free-energy drop of the split at σ → 0. 0 when the cluster cannot split.
+    """
+
+    critical_sigma2: float
+    left: torch.Tensor
+    right: torch.Tensor
+    left_mass: float
+    right_mass: float
+    gain: float
+
+
+def _principal_axis(Z: torch.Tensor, u: torch.Tensor, total: float) -> tuple[float, torch.Tensor]:
+    """Top eigenpair of the weighted covariance ``Σ u z zᵀ / Σ u`` of centred rows ``Z``."""
+    cov = (Z * u[:, None]).T @ Z / total
+    values, vectors = torch.linalg.eigh(cov)
+    return max(values[-1].item(), 0.0), vectors[:, -1]
+
+
+def _two_means(Y, u, side):
+    """2-means from an initial partition ``side`` (bool): the two weighted means and masses."""
+    for _ in range(TWO_MEANS_ITER):
+        ua = u * side
+        mass_a = ua.sum()
+        mass_b = u.sum() - mass_a
+        if mass_a <= 0 or mass_b <= 0:
+            return None
+        left = (ua @ Y) / mass_a
+        right = ((u - ua) @ Y) / mass_b
+        # Nearer to left than right: x·(l − r) > (‖l‖² − ‖r‖²) / 2.
+        new_side = Y @ (left - right) > 0.5 * (left @ left - right @ right)
+        if torch.equal(new_side, side):
+            break
+        side = new_side
+    return left, right, mass_a.item(), mass_b.item()
+
+
+def propose_split(Y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
+    """Split the cluster of rows ``Y`` (weights ``u``) in two.
+
+    Parameters
+    ----------
+    Y : tensor of shape (n_rows, n_features)
+    u : tensor of shape (n_rows,)
+
+    Returns
+    -------
+    SplitProposal
+        The sides start as the halves on either side of the weighted mean along the principal axis
+        (Boley's principal direction divisive partitioning) and are polished by 2-means.
+    """
+    total = u.sum().item()
+    mean = (u @ Y) / total if total > 0 else Y.new_zeros(Y.shape[1])
+    if Y.shape[0] < 2 or total <= 0:
+        return SplitProposal(0.0, mean, mean, total, 0.0, 0.0)
+    Z = Y - mean
+    lam, axis = _principal_axis(Z, u, total)
+    found = _two_means(Y, u, Z @ axis > 0) if lam > 0 else None
+    if found is None:
+        return SplitProposal(lam, mean, mean, total, 0.0, 0.0)
+    left, right, mass_a, mass_b = found
+    # Parallel-axis theorem: J(parent) − J(children) = Σ_side mass ‖child − mean‖².
+    gain = mass_a * (left - mean).square().sum().item() + mass_b * (right - mean).square().sum().item()
+    return SplitProposal(lam, left, right, mass_a, mass_b, gain)
+
+
+def removal_costs(X, weight, means, labels) -> torch.Tensor:
+    """Rise in inertia from deleting each centroid alone: ``Σ_{n: z_n = k} w_n (d2_second − d2_first)``.
+
+    Returns
+    -------
+    tensor of shape (n_clusters,)
+    """
+    costs = X.new_zeros(means.shape[0])
+    means_sq = (means * means).sum(-1)
+    for rows in chunk_rows(X.shape[0], means.shape[0]):
+        d2 = torch.addmm(means_sq, X[rows], means.T, alpha=-2.0)
+        two = d2.topk(2, dim=1, largest=False).values
+        costs.index_add_(0, labels[rows], (two[:, 1] - two[:, 0]) * weight[rows])
+    return costs
+
+
+def _cell_proposals(X, weight, labels, n_clusters) -> list[SplitProposal]:
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=n_clusters).tolist()
+    proposals, start = [], 0
+    for count in counts:
+        rows = order[start : start + count]
+        proposals.append(propose_split(X[rows], weight[rows]))
+        start += count
+    return proposals
+
+
+def _candidate_pairs(proposals, costs, n_trials, inertia) -> list[tuple[int, int]]:
+    """(split i, delete j) pairs, best estimated net drop ``gain_i − cost_j`` first.
+
+    Pairs estimated to raise the inertia by more than ``SLACK · inertia`` are left out: the estimate
+    ignores how Lloyd's algorithm then moves the neighbours, but not by that much.
+    """
+    gains = costs.new_tensor([p.gain for p in proposals])
+    score = gains[:, None] - costs[None, :]
+    score.fill_diagonal_(-torch.inf)
+    score[gains <= 0] = -torch.inf
+    score = score.flatten()
+    order = score.argsort(descending=True)[:n_trials]
+    n_clusters = costs.shape[0]
+    return [divmod(o, n_clusters) for o in order.tolist() if score[o] > -SLACK * inertia]
+
+
+def split_merge(
+    X: torch.Tensor, weight: torch.Tensor, result: LloydResult, *, n_trials: int, max_iter: int
+) -> tuple[LloydResult, int]:
+    """Split-merge moves at σ = 0 until none of the ``n_trials`` most promising ones lowers the inertia.
+
+    ``X`` is centred (column means about 0).
+
+    A move deletes centroid j (its rows go to their next-nearest centroids) and splits cluster i in
+    two (:func:`propose_split`), then runs Lloyd's algorithm to a fixed point; it is kept when the
+    inertia drops. Moves are tried in the order of the estimated drop ``gain_i − cost_j``
+    (Kaukoranta, Fränti & Nevalainen, "Iterative split-and-merge algorithm for vector quantization
+    codebook generation", Optical Engineering 37(10), 1998).
+
+    Returns
+    -------
+    result : LloydResult
+        A Lloyd fixed point no worse than the input.
+    n_iter : int
+        Lloyd iterations spent.
+    """
+    n_iter = 0
+    while True:
+        proposals = _cell_proposals(X, weight, result.labels, result.means.shape[0])
+        costs = removal_costs(X, weight, result.means, result.labels)
+        for i, j in _candidate_pairs(proposals, costs, n_trials, result.inertia):
+            means = result.means.clone()
+            means[i], means[j] = proposals[i].left, proposals[i].right
+            # Screen with scikit-learn's loose stopping rule; polish to a fixed point only a winner.
+            trial = lloyd_core(X, means, weight, max_iter=max_iter, tol=SCREEN_TOL, centred=True)
+            n_iter += trial.n_iter
+            if trial.inertia < result.inertia * (1.0 - MIN_GAIN):
+                trial = lloyd_core(X, trial.means, weight, max_iter=max_iter, tol=0.0, centred=True)
+                n_iter += trial.n_iter
+                if trial.converged:
+                    result = trial
+                    break
+        else:
+            return result, n_iter

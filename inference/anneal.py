@@ -1,0 +1,279 @@
+"""Deterministic annealing of the shared σ down to the k-means limit (Rose, Gurewitz & Fox 1990)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from ._levels import Annealer
+from ._split import split_merge
+from ._validation import (
+    as_data,
+    check_n_clusters,
+    check_positive_int,
+    check_real,
+    check_sample_weight,
+    make_generator,
+)
+from .em import check_weights_mode
+from .kernels import serial_if_small
+from .lloyd import LloydResult, lloyd_core
+
+__all__ = ["AnnealPath", "AnnealResult", "anneal", "anneal_core"]
+
+#: Lloyd iterations allowed at σ = 0 (a warning says when they run out).
+LLOYD_MAX_ITER = 1000
+
+
+class AnnealPath(NamedTuple):
+    """The annealing path, one entry per σ level (L levels, all at σ > 0).
+
+    Attributes
+    ----------
+    sigma : tensor of shape (L,), float64
+        Decreasing.
+    means : tensor of shape (L, n_clusters, n_features)
+        Equilibrium centroids at each level. A component not yet born repeats its parent.
+    weights : tensor of shape (L, n_clusters)
+        Mixing weights (0 for components not yet born).
+    log_likelihood : tensor of shape (L,), float64
+        ``Σ_n w_n log p(x_n)`` at the level's equilibrium.
+    entropy : tensor of shape (L,), float64
+        Mean responsibility entropy, nats per unit of sample weight.
+    n_distinct : long tensor of shape (L,)
+        Born centroids that sit apart (more than 1% of σ from every other).
+    """
+
+    sigma: torch.Tensor
+    means: torch.Tensor
+    weights: torch.Tensor
+    log_likelihood: torch.Tensor
+    entropy: torch.Tensor
+    n_distinct: torch.Tensor
+
+
+class AnnealResult(NamedTuple):
+    """The annealed hard k-means solution.
+
+    Attributes
+    ----------
+    means : tensor of shape (n_clusters, n_features)
+        A fixed point of Lloyd's algorithm.
+    labels : long tensor of shape (n_samples,)
+        Nearest centroid of each row.
+    weights : tensor of shape (n_clusters,)
+        Fraction of the sample weight nearest each centroid.
+    inertia : float
+        ``J = Σ_n w_n ‖x_n − μ_{z_n}‖²``.
+    sigma_star : float
+        ``sqrt(J / (D Σ_n w_n))``: the maximum-likelihood σ given the hard fit.
+    path : AnnealPath
+    critical_sigmas : tensor of shape (n_clusters - 1,), float64
+        The critical σ of each split, in order: ``sqrt(λ_max)`` of the split cluster's covariance.
+    n_iter : int
+        EM iterations over all levels plus Lloyd iterations.
+    """
+
+    means: torch.Tensor
+    labels: torch.Tensor
+    weights: torch.Tensor
+    inertia: float
+    sigma_star: float
+    path: AnnealPath
+    critical_sigmas: torch.Tensor
+    n_iter: int
+
+
+def anneal(
+    X,
+    n_clusters: int,
+    *,
+    sigma_start: float | None = None,
+    sigma_end: float | None = None,
+    cooling: float = 0.9,
+    weights: str = "learn",
+    seed: int = 0,
+    sample_weight=None,
+    max_iter: int = 10,
+    tol: float = 1e-3,
+    n_trials: int = 8,
+) -> AnnealResult:
+    """Hard k-means by deterministic annealing of σ, one split at a time, down to σ = 0.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features)
+    n_clusters : int
+        K, at most the number of distinct rows of ``X``.
+    sigma_start : float > 0, optional
+        The first level; default ``σ_c / cooling`` with ``σ_c = sqrt(λ_max(Cov X))``, just above the
+        first phase transition (all centroids at the data mean there).
+    sigma_end : float > 0, optional
+        Splits that would need a σ below it are made at σ = 0, and after the last split σ keeps
+        falling level by level down to it. Default: splits go to σ = 0 once the responsibilities
+        are hard (mean entropy under 1e-3 nats), and at most two levels follow the last split.
+    cooling : float in (0, 1), default 0.9
+        A split is equilibrated at ``cooling · σ_c`` of the split cluster (just below its
+        transition); after the last split σ falls by ``cooling⁴`` a level.
+    weights : {"learn", "equal"}, default "learn"
+        EM learns the mixing weights (mass-constrained annealing, Rose 1998) or holds them at 1/m
+        for the m centroids born so far.
+    seed : int, default 0
+        Draws the jitter (1e-3 of the cluster's spread) that moves the two children of a split off
+        the split axis; the rest is deterministic.
+    sample_weight : tensor of shape (n_samples,), optional
+    max_iter : int, default 10
+        EM iterations per level at most (Lloyd's algorithm at σ = 0 runs to its fixed point, up to
+        ``LLOYD_MAX_ITER`` iterations).
+    tol : float >= 0, default 1e-3
+        EM at a level stops when the free energy ``−2σ² log p(X)`` per unit weight moves by less than
+        ``tol`` times the mean feature variance.
+    n_trials : int >= 0, default 8
+        Split-merge moves tried per round at σ = 0 (0 turns the refinement off).
+
+    Returns
+    -------
+    AnnealResult
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When Lloyd's algorithm at σ = 0 runs out of iterations before its labels repeat.
+
+    Notes
+    -----
+    The temperature is ``T = 2σ²`` (Rose, Gurewitz & Fox, Phys. Rev. Lett. 65(8), 1990; Rose,
+    Proc. IEEE 86(11), 1998). Above ``σ_c² = λ_max(Cov X)`` (1/N covariance, weighted by
+    ``sample_weight``) the only equilibrium puts every centroid at the data mean; a cluster whose
+    covariance has top eigenvalue ``λ`` splits when ``σ² < λ``.
+
+    Naive annealing (cool geometrically, let every critical cluster split at once, EM to convergence
+    at each σ) spends the budget of K centroids on whatever turns critical first and is slow. Here
+    each level splits ONE cluster: of all the clusters (their rows being those nearest their
+    centroid), the one whose split in two (started on either side of its mean along its principal
+    axis and polished by 2-means on its rows: Boley 1998, Fränti & Kaukoranta 1998) lowers the
+    σ → 0 free energy, the inertia, the most. σ jumps straight to ``cooling · sqrt(λ)`` of that
+    cluster (if lower than the current σ), the two children replace its centroid, and EM at fixed σ
+    re-equilibrates. Its E step visits only the rows where the split centroid could hold
+    responsibility above 1e-4, the others keeping theirs (a partial E step, which never lowers the
+    free energy: Neal & Hinton 1998); one full E step at the end records the level exactly. Once
+    the responsibilities are hard (or σ is below ``sigma_end``) the remaining splits are made at
+    σ = 0. After the last split σ falls fast for a level or two, then Lloyd's algorithm runs at
+    σ = 0 to a fixed point, followed by split-merge moves: delete the centroid whose rows cost least
+    to reassign, split the cluster that gains most, run Lloyd again, keep the move if the inertia
+    falls by more than 0.01% (Kaukoranta, Fränti & Nevalainen 1998), until none of the
+    ``n_trials`` most promising moves helps. The result is a Lloyd fixed point: one more Lloyd step
+    changes nothing.
+    """
+    X = as_data(X)
+    n_clusters = check_n_clusters(n_clusters, X)
+    options = dict(
+        sigma_start=_optional_positive("sigma_start", sigma_start),
+        sigma_end=_optional_positive("sigma_end", sigma_end),
+        cooling=check_real("cooling", cooling, low=0.0, high=1.0, low_open=True, high_open=True),
+        learn_weights=check_weights_mode(weights) == "learn",
+        max_iter=check_positive_int("max_iter", max_iter),
+        tol=check_real("tol", tol, low=0.0),
+        n_trials=check_positive_int("n_trials", n_trials, minimum=0),
+    )
+    weight = check_sample_weight(sample_weight, X)
+    if weight is None:
+        weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
+    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
+        return anneal_core(X, n_clusters, weight, make_generator(seed, X.device), **options)
+
+
+def _optional_positive(name: str, value) -> float | None:
+    return None if value is None else check_real(name, value, low=0.0, low_open=True)
+
+
+def anneal_core(
+    X: torch.Tensor,
+    n_clusters: int,
+    weight: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    sigma_start: float | None,
+    sigma_end: float | None,
+    cooling: float,
+    learn_weights: bool,
+    max_iter: int,
+    tol: float,
+    n_trials: int,
+) -> AnnealResult:
+    """:func:`anneal` on validated inputs (``weight`` of shape (n_samples,), all ones when unweighted)."""
+    offset = (weight @ X) / weight.sum()
+    X = X - offset
+    state = Annealer(
+        X,
+        weight,
+        generator,
+        cooling=cooling,
+        learn_weights=learn_weights,
+        max_iter=max_iter,
+        tol=tol,
+        sigma_end=sigma_end,
+    )
+    sigma_c = math.sqrt(state.proposals[0].critical_sigma2)
+    state.sigma = sigma_start if sigma_start is not None else max(sigma_c / cooling, state.sigma_floor)
+    state.equilibrate()
+    while state.n_born < n_clusters:
+        state.step()
+    state.cool()
+    result = _finish(X, weight, state.means, max_iter=LLOYD_MAX_ITER, n_trials=n_trials)
+    state.n_iter += result[1]
+    return _result(result[0], offset, state)
+
+
+def _finish(X, weight, means, *, max_iter, n_trials) -> tuple[LloydResult, int]:
+    """σ = 0: Lloyd's algorithm to a fixed point, then split-merge moves."""
+    result = lloyd_core(X, means, weight, max_iter=max_iter, tol=0.0, centred=True)
+    if not result.converged:
+        warnings.warn(
+            f"Lloyd's algorithm at sigma=0 stopped at max_iter={max_iter} before its labels repeated; "
+            "the result is not a fixed point: raise max_iter",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+        return result, result.n_iter
+    if n_trials == 0 or means.shape[0] < 2:
+        return result, result.n_iter
+    refined, n_iter = split_merge(X, weight, result, n_trials=n_trials, max_iter=max_iter)
+    return refined, result.n_iter + n_iter
+
+
+def _path(state: Annealer, offset: torch.Tensor) -> AnnealPath:
+    """Stack the levels; a component not yet born at a level repeats its parent there."""
+    n_clusters, n_levels = state.n_born, len(state.levels)
+    means = offset.new_zeros(n_levels, n_clusters, offset.shape[0])
+    weights = offset.new_zeros(n_levels, n_clusters)
+    for level, (_, level_means, level_weights, *_rest) in enumerate(state.levels):
+        born = level_means.shape[0]
+        means[level, :born] = level_means + offset
+        weights[level, :born] = level_weights
+    for slot in range(1, n_clusters):  # slots are numbered in order of birth, parents first
+        unborn = slice(0, min(state.births[slot], n_levels))
+        means[unborn, slot] = means[unborn, state.parents[slot]]
+    column = lambda i: torch.tensor([level[i] for level in state.levels], dtype=torch.float64)  # noqa: E731
+    return AnnealPath(column(0), means, weights, column(3), column(4), column(5).long())
+
+
+def _result(lloyd: LloydResult, offset: torch.Tensor, state: Annealer) -> AnnealResult:
+    weight, n_features = state.weight, state.X.shape[1]
+    counts = torch.bincount(lloyd.labels, weights=weight, minlength=lloyd.means.shape[0])
+    sigma_star = math.sqrt(lloyd.inertia / (state.total * n_features))
+    critical = torch.tensor(state.critical, dtype=torch.float64)
+    return AnnealResult(
+        lloyd.means + offset,
+        lloyd.labels,
+        counts / state.total,
+        lloyd.inertia,
+        sigma_star,
+        _path(state, offset),
+        critical,
+        state.n_iter,
+    )

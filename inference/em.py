@@ -1,0 +1,244 @@
+"""EM for the spherical Gaussian mixture with one shared σ: soft k-means when σ is fixed."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from ._validation import (
+    as_data,
+    check_means,
+    check_n_clusters,
+    check_positive_int,
+    check_real,
+    check_sample_weight,
+    check_sigma,
+    check_weights,
+)
+from .kernels import SufficientStats, nearest_centroid, serial_if_small, sufficient_stats
+
+__all__ = ["EMResult", "check_weights_mode", "em", "em_core", "em_iterations", "m_step"]
+
+WEIGHT_MODES = ("learn", "equal")
+
+
+class EMResult(NamedTuple):
+    """Where EM stopped.
+
+    Attributes
+    ----------
+    means : tensor of shape (n_clusters, n_features)
+    weights : tensor of shape (n_clusters,)
+    sigma : float
+        The fixed σ, or the learned one.
+    log_likelihood : float
+        ``Σ_n w_n log p(x_n | means, σ, weights)`` at the returned parameters.
+    n_iter : int
+        M steps taken.
+    converged : bool
+        Whether the log-likelihood per unit of sample weight rose by at most ``tol`` in the last step.
+    history : tensor of shape (n_iter + 1,), float64
+        The log-likelihood before the first M step and after each one (never decreasing).
+    """
+
+    means: torch.Tensor
+    weights: torch.Tensor
+    sigma: float
+    log_likelihood: float
+    n_iter: int
+    converged: bool
+    history: torch.Tensor
+
+
+def check_weights_mode(weights) -> str:
+    """``weights`` as one of ``"learn"`` and ``"equal"``."""
+    if not isinstance(weights, str) or weights not in WEIGHT_MODES:
+        raise ValueError(f"weights={weights!r} should be 'learn' or 'equal'")
+    return weights
+
+
+def em(
+    X,
+    init,
+    *,
+    sigma: float | None = None,
+    weights: str = "learn",
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    sample_weight=None,
+    init_weights=None,
+) -> EMResult:
+    """Maximum likelihood for the shared-σ spherical Gaussian mixture by EM.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features)
+    init : tensor of shape (n_clusters, n_features)
+        Initial means.
+    sigma : float > 0, optional
+        Fixes σ (soft k-means at temperature T = 2σ²); ``None`` learns it, starting from
+        ``σ² = J / (N·D)`` of the nearest-centroid assignment of ``init``.
+    weights : {"learn", "equal"}, default "learn"
+        Learn the mixing weights, or hold them at 1/K.
+    max_iter : int, default 100
+    tol : float >= 0, default 1e-6
+        Stop when the log-likelihood per unit of sample weight rises by at most this.
+    sample_weight : tensor of shape (n_samples,), optional
+    init_weights : tensor of shape (n_clusters,), optional
+        Initial mixing weights (default 1/K); ignored with ``weights="equal"``.
+
+    Returns
+    -------
+    EMResult
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When ``max_iter`` steps end before the tolerance is met.
+
+    Notes
+    -----
+    E step: ``γ_nk ∝ π_k exp(−‖x_n − μ_k‖² / 2σ²)``. M step with ``N_k = Σ_n w_n γ_nk``:
+    ``μ_k = Σ_n w_n γ_nk x_n / N_k``, ``π_k = N_k / Σ_n w_n``, and
+    ``σ² = Σ_nk w_n γ_nk ‖x_n − μ_k‖² / (D Σ_n w_n)`` (Dempster, Laird & Rubin 1977; Bishop, PRML
+    §9.2.2). Each step cannot lower the log-likelihood. With σ fixed this is soft k-means, whose
+    σ → 0 limit is Lloyd's algorithm (PRML §9.3.2); a component whose weight reaches 0 keeps its mean.
+    """
+    X = as_data(X)
+    means = check_means(init, X.shape[1], like=X, name="init")
+    n_clusters = check_n_clusters(means.shape[0], X, distinct=False)
+    sigma = check_sigma(sigma, allow_zero=False, allow_none=True)
+    weights = check_weights_mode(weights)
+    max_iter = check_positive_int("max_iter", max_iter)
+    tol = check_real("tol", tol, low=0.0)
+    weight = check_sample_weight(sample_weight, X)
+    log_weights = _initial_log_weights(init_weights, weights, n_clusters, X)
+    offset = X.mean(0)  # centring makes Q_k − ‖S_k‖²/N_k, behind σ², accurate
+    X, means = X - offset, means - offset
+    learn_sigma = sigma is None
+    if learn_sigma:
+        sigma = _initial_sigma(X, means, weight)
+    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
+        result = em_core(
+            X,
+            means,
+            log_weights,
+            sigma,
+            weight=weight,
+            learn_weights=weights == "learn",
+            learn_sigma=learn_sigma,
+            max_iter=max_iter,
+            tol=tol,
+        )
+    if not result.converged:
+        warnings.warn(
+            f"EM stopped at max_iter={max_iter} before the log-likelihood settled within tol={tol}; "
+            "raise max_iter or tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return result._replace(means=result.means + offset)
+
+
+def _initial_log_weights(init_weights, mode, n_clusters, X) -> torch.Tensor:
+    if mode == "equal" or init_weights is None:
+        return X.new_full((n_clusters,), -math.log(n_clusters))
+    return check_weights(init_weights, n_clusters, like=X).log()
+
+
+def _initial_sigma(X, means, weight) -> float:
+    """σ from the nearest-centroid assignment, ``sqrt(J / (N·D))``, kept off 0."""
+    sq_dist = nearest_centroid(X, means)[1]
+    total = X.shape[0] if weight is None else weight.sum().item()
+    inertia = sq_dist.sum().item() if weight is None else (sq_dist @ weight).item()
+    scale = X.var(0, correction=0).mean().item()
+    return math.sqrt(max(inertia / (total * X.shape[1]), 1e-6 * scale, torch.finfo(X.dtype).tiny))
+
+
+def m_step(
+    stats: SufficientStats,
+    means: torch.Tensor,
+    *,
+    learn_weights: bool,
+    learn_sigma: bool,
+    sigma: float,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """New ``(means, log_weights, sigma)`` from the E step's statistics.
+
+    A component with ``N_k = 0`` keeps its mean. With ``learn_weights=False`` the weights are 1/K.
+    """
+    counts, total = stats.counts, stats.counts.sum()
+    filled = counts > 0
+    safe = torch.where(filled, counts, 1.0)
+    new_means = torch.where(filled[:, None], stats.sums / safe[:, None], means)
+    if learn_weights:
+        log_weights = torch.log(counts / total)
+    else:
+        log_weights = counts.new_full(counts.shape, -math.log(counts.shape[0]))
+    if learn_sigma:
+        within = (stats.sums_sq - (stats.sums * stats.sums).sum(-1) / safe).clamp_min(0.0).sum()
+        variance = within.item() / (total.item() * means.shape[1])
+        sigma = math.sqrt(max(variance, torch.finfo(means.dtype).tiny))
+    return new_means, log_weights, sigma
+
+
+def em_core(
+    X: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    sigma: float,
+    *,
+    weight: torch.Tensor | None,
+    learn_weights: bool,
+    learn_sigma: bool,
+    max_iter: int,
+    tol: float,
+) -> EMResult:
+    """EM on validated inputs; see :func:`em`. ``tol`` is per unit of sample weight.
+
+    Returns
+    -------
+    EMResult
+        Without a warning; the caller decides what an unconverged run means.
+    """
+    options = dict(learn_weights=learn_weights, learn_sigma=learn_sigma, max_iter=max_iter, tol=tol)
+    return em_iterations(X, means, log_weights, sigma, weight=weight, **options)[0]
+
+
+def em_iterations(
+    X: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    sigma: float,
+    *,
+    weight: torch.Tensor | None,
+    learn_weights: bool,
+    learn_sigma: bool,
+    max_iter: int,
+    tol: float,
+    min_log_weight: float = -math.inf,
+) -> tuple[EMResult, SufficientStats]:
+    """:func:`em_core`, also returning the E-step statistics at the returned parameters.
+
+    ``min_log_weight`` floors the learned log-weights (annealing keeps every born component alive).
+    """
+    total = X.shape[0] if weight is None else weight.sum().item()
+    stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight)
+    history, converged = [stats.log_likelihood], False
+    for _ in range(max_iter):
+        means, log_weights, sigma = m_step(
+            stats, means, learn_weights=learn_weights, learn_sigma=learn_sigma, sigma=sigma
+        )
+        log_weights = log_weights.clamp_min(min_log_weight)
+        stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight)
+        history.append(stats.log_likelihood)
+        if history[-1] == history[-2] or abs(history[-1] - history[-2]) <= tol * total:  # −inf at σ → 0
+            converged = True
+            break
+    n_iter, history = len(history) - 1, torch.tensor(history, dtype=torch.float64)
+    result = EMResult(means, log_weights.exp(), sigma, history[-1].item(), n_iter, converged, history)
+    return result, stats
