@@ -1,0 +1,137 @@
+"""What a posterior fit says about the data: assignment probabilities, co-clustering, invariant summaries."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from ._validation import as_data, check_positive_int
+from .idata import posterior_tensors
+from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
+
+__all__ = [
+    "MAX_COCLUSTERING_SAMPLES",
+    "assignment_probabilities",
+    "coclustering_matrix",
+    "invariant_dataset",
+    "invariant_summary",
+]
+
+#: The largest N for which :func:`coclustering_matrix` builds its N × N matrix.
+MAX_COCLUSTERING_SAMPLES = 2000
+
+
+def _data(idata: az.InferenceData, X) -> torch.Tensor:
+    """``X`` checked against the fit, or the fit's observed data, as float64."""
+    observed = np.asarray(idata.observed_data["x"].values, np.float64)
+    if X is None:
+        return torch.as_tensor(observed)
+    X = as_data(X).to(torch.float64).cpu()
+    if X.shape[1] != observed.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but the fit has {observed.shape[1]}")
+    return X
+
+
+def _draw_chunks(n_draws: int, n_rows: int, n_clusters: int):
+    """Slices of draws so that draws × rows × clusters stays near ``CHUNK_ENTRIES``."""
+    return chunk_rows(n_draws, 1, max(1, CHUNK_ENTRIES // (n_rows * n_clusters)))
+
+
+def assignment_probabilities(idata: az.InferenceData, X=None) -> np.ndarray:
+    """``P(z_n = k | X) = mean over draws of γ_nk(θ)``, under the fit's (relabelled) labels.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        From :func:`~kmeans_limit.inference.fit_posterior`; relabel first for labels that mean
+        the same component in every draw.
+    X : array-like of shape (n_samples, n_features), optional
+        Rows to assign (new data included); the observed data by default.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_clusters)
+        Rows sum to 1.
+    """
+    X = _data(idata, X)
+    weights, means, sigma = posterior_tensors(idata)
+    n_draws, n_clusters = weights.shape
+    total = X.new_zeros(X.shape[0], n_clusters)
+    for rows in chunk_rows(X.shape[0], 1, max(1, CHUNK_ENTRIES // (n_draws * n_clusters))):
+        log_gamma = batched_log_responsibilities(X[rows], means, weights.log(), sigma)[0]
+        total[rows] = log_gamma.exp().mean(0).T
+    return total.numpy()
+
+
+def coclustering_matrix(idata: az.InferenceData, X=None, *, max_draws: int = 1000) -> np.ndarray:
+    """``P(z_n = z_m | X)``, averaged over draws: invariant under label switching.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    X : array-like of shape (n_samples, n_features), optional
+        At most ``MAX_COCLUSTERING_SAMPLES`` rows; the observed data by default.
+    max_draws : int, default 1000
+        Evenly spaced draws used at most (the cost is N² · draws · K).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_samples)
+        Symmetric, with values in [0, 1].
+    """
+    X = _data(idata, X)
+    if X.shape[0] > MAX_COCLUSTERING_SAMPLES:
+        raise ValueError(
+            f"coclustering_matrix builds an N × N matrix: n_samples={X.shape[0]} should be <= "
+            f"{MAX_COCLUSTERING_SAMPLES}; pass a subset of rows as X"
+        )
+    max_draws = check_positive_int("max_draws", max_draws)
+    weights, means, sigma = posterior_tensors(idata)
+    keep = torch.linspace(0, weights.shape[0] - 1, min(max_draws, weights.shape[0])).round().long().unique()
+    weights, means, sigma = weights[keep], means[keep], sigma[keep]
+    total = X.new_zeros(X.shape[0], X.shape[0])
+    for draws in _draw_chunks(weights.shape[0], X.shape[0], weights.shape[1]):
+        gamma = batched_log_responsibilities(X, means[draws], weights[draws].log(), sigma[draws])[0].exp()
+        stacked = gamma.permute(2, 0, 1).reshape(X.shape[0], -1)  # (N, draws · K)
+        total += stacked @ stacked.T
+    return (total / weights.shape[0]).clamp_(0.0, 1.0).numpy()
+
+
+def invariant_dataset(idata: az.InferenceData) -> xr.Dataset:
+    """The permutation-invariant quantities of a fit, for diagnostics that label switching cannot fool.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sigma`` (chain, draw) when σ was learned; ``weights_sorted`` (chain, draw, rank), the weights
+        in decreasing order; ``lp`` (chain, draw).
+    """
+    weights = idata.posterior["weights"]
+    ordered = -np.sort(-weights.values, axis=-1)
+    data = {
+        "weights_sorted": (("chain", "draw", "rank"), ordered),
+        "lp": idata.sample_stats["lp"],
+    }
+    if idata.posterior.attrs.get("sigma") == "learned":
+        data["sigma"] = idata.posterior["sigma"]
+    coords = {"chain": weights["chain"].values, "draw": weights["draw"].values}
+    return xr.Dataset(data, coords={**coords, "rank": np.arange(ordered.shape[-1])})
+
+
+def invariant_summary(idata: az.InferenceData, **kwargs) -> pd.DataFrame:
+    """``az.summary`` of σ (when learned), the sorted weights and lp: means, sds, ESS, R-hat.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    **kwargs
+        Passed to ``arviz.summary`` (for instance ``hdi_prob`` or ``kind="diagnostics"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return az.summary(invariant_dataset(idata), **kwargs)
