@@ -1,7 +1,15 @@
 """kmeans-limit: k-means as the zero-variance limit of a spherical Gaussian mixture."""
 
+from .estimators import AnnealedKMeans, SphericalGMM
 from .models import Priors, spherical_gmm, spherical_gmm_marginal
 
 __version__ = "0.1.0"
 
-__all__ = ["Priors", "__version__", "spherical_gmm", "spherical_gmm_marginal"]
+__all__ = [
+    "AnnealedKMeans",
+    "Priors",
+    "SphericalGMM",
+    "__version__",
+    "spherical_gmm",
+    "spherical_gmm_marginal",
+]

@@ -1,0 +1,361 @@
+"""scikit-learn estimators over the package's pure-function core.
+
+They validate, seed, call the core and store fitted attributes, as ``sklearn.cluster.KMeans`` does
+around its private Lloyd loop. Fitted arrays are NumPy arrays; the computation is torch on the CPU, in
+the input's precision (float32 or float64).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from .inference import anneal, em, kmeans_plusplus
+from .inference._validation import check_sigma
+from .inference.kernels import chunk_rows, log_responsibilities, nearest_centroid, squared_distances
+from .inference.objective import kmeans_objective
+from .inference.sampling import sample_from
+
+__all__ = ["AnnealedKMeans", "SphericalGMM"]
+
+
+def _seed_from(random_state) -> int:
+    """An int seed for the core from scikit-learn's ``random_state`` (None, an int or a RandomState)."""
+    if (
+        isinstance(random_state, numbers.Integral)
+        and not isinstance(random_state, bool)
+        and random_state >= 0
+    ):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _to_torch(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing the array's memory when it may, a copy when the array is read-only."""
+    array = np.ascontiguousarray(array)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()
+
+
+class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """What both estimators share: input validation, centroid distances, responsibilities, sampling."""
+
+    def _validate(self, X, *, reset: bool) -> torch.Tensor:
+        return _to_torch(validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, copy=False))
+
+    def _sample_weight(self, sample_weight, X: torch.Tensor) -> torch.Tensor | None:
+        if sample_weight is None:
+            return None
+        weight = _check_sample_weight(
+            sample_weight, X.numpy(), dtype=X.numpy().dtype, ensure_non_negative=True
+        )
+        return _to_torch(weight)
+
+    def _centres(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.cluster_centers_).to(X.dtype)
+
+    def _log_weights(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.weights_).to(X.dtype).log()
+
+    def transform(self, X) -> np.ndarray:
+        """Euclidean distances to the centroids.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        means = self._centres(X)
+        out = torch.empty(X.shape[0], means.shape[0], dtype=X.dtype)
+        for rows in chunk_rows(X.shape[0], means.shape[0]):
+            out[rows] = squared_distances(X[rows], means).sqrt()
+        return _to_numpy(out)
+
+    def _responsibilities(self, X: torch.Tensor, sigma: float) -> torch.Tensor:
+        means, log_weights = self._centres(X), self._log_weights(X)
+        out = torch.empty(X.shape[0], means.shape[0], dtype=X.dtype)
+        for rows in chunk_rows(X.shape[0], means.shape[0]):
+            out[rows] = log_responsibilities(X[rows], means, log_weights, sigma)[0].exp()
+        return out
+
+    def _log_density(self, X: torch.Tensor, sigma: float) -> torch.Tensor:
+        means, log_weights = self._centres(X), self._log_weights(X)
+        out = torch.empty(X.shape[0], dtype=X.dtype)
+        for rows in chunk_rows(X.shape[0], means.shape[0]):
+            out[rows] = log_responsibilities(X[rows], means, log_weights, sigma)[1]
+        return out
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Generate data from the fitted model by ancestral sampling through the Pyro program.
+
+        Parameters
+        ----------
+        n_samples : int, default 1
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+            The component each row was drawn from.
+        """
+        check_is_fitted(self)
+        means = torch.from_numpy(self.cluster_centers_)
+        weights = torch.from_numpy(self.weights_).to(means.dtype)
+        weights = weights / weights.sum()
+        draws = sample_from(
+            means, n_samples, weights=weights, sigma=self.sigma_, seed=_seed_from(self.random_state)
+        )
+        return _to_numpy(draws.x), _to_numpy(draws.z)
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.cluster_centers_.shape[0]
+
+
+class AnnealedKMeans(_SphericalMixtureBase):
+    """Hard k-means found by deterministic annealing of the shared σ of a spherical Gaussian mixture.
+
+    σ is walked down from just above the first phase transition to 0, with EM at each σ, and the fit
+    ends with Lloyd's algorithm at σ = 0: the result is a Lloyd fixed point.
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+    sigma_start, sigma_end : float, optional
+        The schedule's ends (defaults: just above σ_c = sqrt(λ_max(Cov X)), and the routine's own end).
+    cooling : float in (0, 1), default 0.9
+        Geometric cooling factor.
+    weights : {"learn", "equal"}, default "learn"
+        Whether EM learns the mixing weights during annealing.
+    random_state : int, RandomState or None, default 0
+        Seeds the perturbations that let centroids split.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+    inertia_ : float
+    weights_ : ndarray of shape (n_clusters,)
+        Fraction of the (weighted) data assigned to each centroid.
+    sigma_ : float
+        σ̂ = sqrt(inertia / (N·D)): the maximum-likelihood σ given the hard fit (k-means itself does
+        not identify σ).
+    path_ : record
+        The annealing path (σ, means, weights, log-likelihood, entropy, number of distinct centroids).
+    critical_sigmas_ : ndarray
+        σ at which centroids split.
+    n_iter_ : int
+    n_features_in_ : int
+
+    Notes
+    -----
+    Rose, Gurewitz & Fox (1990); Rose (1998). The temperature is T = 2σ²; the first split happens at
+    σ_c² = λ_max(Cov X).
+    """
+
+    def __init__(
+        self, n_clusters=8, *, sigma_start=None, sigma_end=None, cooling=0.9, weights="learn", random_state=0
+    ):
+        self.n_clusters = n_clusters
+        self.sigma_start = sigma_start
+        self.sigma_end = sigma_end
+        self.cooling = cooling
+        self.weights = weights
+        self.random_state = random_state
+
+    def fit(self, X, y=None, sample_weight=None) -> AnnealedKMeans:
+        """Anneal σ down to 0 on ``X`` of shape (n_samples, n_features)."""
+        X = self._validate(X, reset=True)
+        weight = self._sample_weight(sample_weight, X)
+        result = anneal(
+            X,
+            self.n_clusters,
+            sigma_start=self.sigma_start,
+            sigma_end=self.sigma_end,
+            cooling=self.cooling,
+            weights=self.weights,
+            seed=_seed_from(self.random_state),
+            sample_weight=weight,
+        )
+        self.cluster_centers_ = _to_numpy(result.means)
+        self.labels_ = _to_numpy(result.labels)
+        self.inertia_ = float(result.inertia)
+        self.weights_ = _to_numpy(result.weights)
+        self.sigma_ = float(result.sigma_star)
+        self.path_ = result.path
+        self.critical_sigmas_ = np.asarray(_to_numpy(torch.as_tensor(result.critical_sigmas)))
+        self.n_iter_ = int(result.n_iter)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """The nearest centroid of each row (the σ = 0 responsibilities)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return _to_numpy(nearest_centroid(X, self._centres(X))[0])
+
+    def predict_proba(self, X, sigma: float | None = None) -> np.ndarray:
+        """Responsibilities at σ (default ``sigma_``), with the fitted weights.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+            One-hot at σ = 0.
+        """
+        check_is_fitted(self)
+        sigma = self.sigma_ if sigma is None else check_sigma(sigma)
+        return _to_numpy(self._responsibilities(self._validate(X, reset=False), sigma))
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Minus the inertia of ``X`` at the fitted centroids (higher is better, as for KMeans)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return -kmeans_objective(X, self._centres(X), sample_weight=self._sample_weight(sample_weight, X))
+
+
+class SphericalGMM(_SphericalMixtureBase):
+    """Spherical Gaussian mixture with one shared σ, fitted by EM (soft k-means when σ is fixed).
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+    sigma : float > 0, optional
+        Fixes σ; learned by EM when ``None``.
+    weights : {"learn", "equal"}, default "learn"
+    init : {"k-means++", "anneal"} or array-like of shape (n_clusters, n_features), default "k-means++"
+        Initial means: greedy k-means++ (seeded, one per ``n_init``), the annealed hard k-means
+        solution, or given centroids.
+    n_init : int, default 1
+        Restarts; the one with the highest log-likelihood is kept.
+    max_iter : int, default 100
+    tol : float, default 1e-6
+        EM stops when the log-likelihood per sample improves by less than this.
+    random_state : int, RandomState or None, default 0
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    means_ : ndarray of shape (n_clusters, n_features)
+        The same array as ``cluster_centers_`` (scikit-learn's GaussianMixture name).
+    weights_ : ndarray of shape (n_clusters,)
+    sigma_ : float
+    labels_ : ndarray of shape (n_samples,)
+        Most responsible component of each training row.
+    lower_bound_ : float
+        Log-likelihood per sample of the training data at the fit (EM's objective).
+    converged_ : bool
+    n_iter_ : int
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        sigma=None,
+        weights="learn",
+        init="k-means++",
+        n_init=1,
+        max_iter=100,
+        tol=1e-6,
+        random_state=0,
+    ):
+        self.n_clusters = n_clusters
+        self.sigma = sigma
+        self.weights = weights
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def _initial_means(self, X, weight, seed) -> list[torch.Tensor]:
+        if isinstance(self.init, str) and self.init == "k-means++":
+            rng = np.random.default_rng(seed)
+            seeds = rng.integers(np.iinfo(np.int32).max, size=self.n_init)
+            return [kmeans_plusplus(X, self.n_clusters, seed=int(s), sample_weight=weight) for s in seeds]
+        if isinstance(self.init, str) and self.init == "anneal":
+            return [anneal(X, self.n_clusters, seed=seed, sample_weight=weight).means]
+        if isinstance(self.init, str):
+            raise ValueError(f"init={self.init!r} should be 'k-means++', 'anneal' or an array of centroids")
+        init = torch.as_tensor(np.asarray(self.init, dtype=X.numpy().dtype))
+        if init.shape != (self.n_clusters, X.shape[1]):
+            raise ValueError(
+                f"init of shape {tuple(init.shape)} should have shape ({self.n_clusters}, {X.shape[1]})"
+            )
+        return [init]
+
+    def fit(self, X, y=None, sample_weight=None) -> SphericalGMM:
+        """EM from each initialisation on ``X`` of shape (n_samples, n_features); keep the best."""
+        X = self._validate(X, reset=True)
+        weight = self._sample_weight(sample_weight, X)
+        if isinstance(self.n_init, bool) or not isinstance(self.n_init, numbers.Integral) or self.n_init < 1:
+            raise ValueError(f"n_init={self.n_init!r} should be an integer >= 1")
+        best = None
+        for init in self._initial_means(X, weight, _seed_from(self.random_state)):
+            result = em(
+                X,
+                init,
+                sigma=self.sigma,
+                weights=self.weights,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                sample_weight=weight,
+            )
+            if best is None or result.log_likelihood > best.log_likelihood:
+                best = result
+        total_weight = X.shape[0] if weight is None else weight.sum().item()
+        self.cluster_centers_ = _to_numpy(best.means)
+        self.means_ = self.cluster_centers_
+        self.weights_ = _to_numpy(best.weights)
+        self.sigma_ = float(best.sigma)
+        self.lower_bound_ = float(best.log_likelihood) / total_weight
+        self.converged_ = bool(best.converged)
+        self.n_iter_ = int(best.n_iter)
+        self.labels_ = self._responsibilities(X, self.sigma_).argmax(1).numpy()
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """The most responsible component of each row."""
+        return self.predict_proba(X).argmax(1)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities at the fitted σ, of shape (n_samples, n_clusters)."""
+        check_is_fitted(self)
+        return _to_numpy(self._responsibilities(self._validate(X, reset=False), self.sigma_))
+
+    def score_samples(self, X) -> np.ndarray:
+        """log p(x_n) under the fitted mixture, of shape (n_samples,)."""
+        check_is_fitted(self)
+        return _to_numpy(self._log_density(self._validate(X, reset=False), self.sigma_))
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample."""
+        return float(self.score_samples(X).mean())
+
+    def _n_parameters(self) -> int:
+        n_clusters, n_features = self.cluster_centers_.shape
+        learned_weights = n_clusters - 1 if self.weights == "learn" else 0
+        return n_clusters * n_features + learned_weights + (1 if self.sigma is None else 0)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = len(X)
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return -2 * self.score(X) * len(X) + 2 * self._n_parameters()
