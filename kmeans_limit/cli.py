@@ -1,31 +1,448 @@
-"""The ``kmeans-limit`` command line."""
+"""The ``kmeans-limit`` command line: the demo on Old Faithful, and anneal/posterior/sample/compare.
+
+Every error a user can cause (a missing or malformed file, a bad value, an output that exists) ends
+the program with exit status 2 and one line on stderr, ``kmeans-limit: error: ...``, saying what is
+wrong and what to do; set ``KMEANS_LIMIT_DEBUG=1`` to see the traceback instead.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from pathlib import Path
+
 import click
 
-from .datasets import load_faithful
-from .inference import kmeans_objective, sample_from, sample_prior
+from . import _jobs
+from ._progress import Progress
+from .inference._validation import check_sigma
+
+METHODS = ("gibbs", "nuts", "svi", "map")
+PROG = "kmeans-limit"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kmeans-limit")
-def main() -> None:
-    """k-means as the zero-variance limit of a spherical Gaussian mixture."""
+# ---------------------------------------------------------------------------------------------
+# Option types and shared options
+# ---------------------------------------------------------------------------------------------
 
 
-@main.command()
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed.")
-def demo(seed: int) -> None:
-    """The main job on the embedded Old Faithful data (standardized, K = 2)."""
-    X = load_faithful(standardized=True).data
-    prior = sample_prior(X.shape[0], n_clusters=2, n_features=2, num_datasets=1, seed=seed)
-    click.echo(f"Old Faithful: {X.shape[0]} eruptions, 2 standardized features")
-    click.echo(
-        f"one data set from the prior: sigma={prior.sigma[0]:.3f}, weights={prior.weights[0].tolist()}"
+class Sigma(click.ParamType):
+    """σ on the command line, checked by the library's own ``check_sigma``."""
+
+    name = "SIGMA"
+
+    def __init__(self, allow_zero: bool):
+        self.allow_zero = allow_zero
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_sigma(float(value), allow_zero=self.allow_zero)
+        except ValueError:
+            bound = ">= 0" if self.allow_zero else "> 0"
+            self.fail(f"{value!r} should be a finite number {bound}", param, ctx)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _methods(ctx, param, value: str) -> tuple[str, ...]:
+    methods = _split(value)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or len(methods) < 2 or len(set(methods)) != len(methods):
+        raise click.BadParameter(
+            f"{value!r} should be two or more distinct methods from {', '.join(METHODS)}, comma-separated",
+            ctx,
+            param,
+        )
+    return methods
+
+
+def data_options(command):
+    """DATA, --columns and --standardize."""
+    command = click.option(
+        "--standardize", is_flag=True, help="Centre each column and scale it to unit variance before fitting."
+    )(command)
+    command = click.option(
+        "--columns",
+        metavar="LIST",
+        help="Columns to use: header names or 0-based indices, comma-separated (default: all). "
+        "One column is fine (1-D clustering).",
+    )(command)
+    return click.argument("data", type=click.Path(path_type=Path), metavar="DATA")(command)
+
+
+def run_options(command):
+    """--seed, --out, --force and --quiet."""
+    command = click.option("-q", "--quiet", is_flag=True, help="No progress bars or stage notes on stderr.")(
+        command
     )
-    means = prior.means[0]
-    for sigma in (1.0, 0.3, 0.0):
-        draws = sample_from(means, X.shape[0], weights=prior.weights[0], sigma=sigma, seed=seed)
-        inertia = kmeans_objective(draws.x, means, draws.z)
-        click.echo(f"sigma={sigma:<4}  inertia of generated data around its centroids: {inertia:9.3f}")
+    command = click.option("--force", is_flag=True, help="Overwrite files that exist in --out.")(command)
+    command = click.option(
+        "--out",
+        type=click.Path(path_type=Path),
+        metavar="DIR",
+        help="Directory for the fit files and PNG plots.",
+    )(command)
+    return click.option(
+        "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed."
+    )(command)
+
+
+def clusters_option(required: bool = True):
+    """-k/--clusters."""
+    return click.option(
+        "-k",
+        "--clusters",
+        "n_clusters",
+        type=click.IntRange(min=1),
+        required=required,
+        help="Number of clusters K.",
+    )
+
+
+def sampler_options(command):
+    """--sigma, --num-samples, --num-warmup, --chains and --num-steps of the posterior methods."""
+    command = click.option(
+        "--num-steps",
+        type=click.IntRange(min=1),
+        help="Optimisation steps of svi and map (default: the library's, 2000).",
+    )(command)
+    command = click.option(
+        "--chains", default=2, show_default=True, type=click.IntRange(min=1), help="Chains."
+    )(command)
+    command = click.option(
+        "--num-warmup",
+        default=500,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Warm-up steps a chain.",
+    )(command)
+    command = click.option(
+        "--num-samples",
+        default=1000,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Draws kept a chain.",
+    )(command)
+    return click.option(
+        "--sigma", type=Sigma(allow_zero=False), help="Fix σ (> 0) instead of learning it (default: learned)."
+    )(command)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="kmeans-limit", prog_name=PROG)
+def cli() -> None:
+    """k-means is the zero-variance limit of a spherical Gaussian mixture.
+
+    Start with 'kmeans-limit demo'. DATA files are CSV or TSV (a header line is detected) or NumPy
+    .npy arrays; one row per point. Every error exits with status 2 and one line on stderr.
+    """
+
+
+@cli.command(
+    short_help="The main job: Old Faithful from annealing to hard k-means, the posterior and new data."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("kmeans-limit-demo"),
+    show_default=True,
+    metavar="DIR",
+    help="Directory for the files and plots.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist in --out.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed.")
+@click.option(
+    "--num-samples",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Posterior draws kept a chain.",
+)
+@click.option(
+    "--num-warmup", default=500, show_default=True, type=click.IntRange(min=0), help="Warm-up a chain."
+)
+@click.option("--chains", default=2, show_default=True, type=click.IntRange(min=1), help="Gibbs chains.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or stage notes on stderr.")
+def demo(out, force, seed, num_samples, num_warmup, chains, quiet) -> None:
+    """The main job on the embedded Old Faithful data (standardized, K = 2).
+
+    Anneals from the data mean down to hard k-means and checks that the end is Lloyd's fixed point,
+    samples the posterior at learned σ with Gibbs, generates new data from both fits by ancestral
+    sampling, prints a summary and writes the fits, the new data and six plots into --out.
+    """
+    from ._demo import run_demo
+
+    click.echo(
+        run_demo(
+            out,
+            force=force,
+            seed=seed,
+            num_samples=num_samples,
+            num_warmup=num_warmup,
+            chains=chains,
+            progress=Progress(quiet),
+        )
+    )
+
+
+@cli.command(short_help="Anneal σ down to 0: the path to hard k-means, checked against Lloyd.")
+@data_options
+@clusters_option()
+@click.option(
+    "--cooling",
+    default=0.9,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="σ is multiplied by this at each level.",
+)
+@click.option(
+    "--weights",
+    "weights_mode",
+    type=click.Choice(["learn", "equal"]),
+    default="learn",
+    show_default=True,
+    help="Learn the mixing weights along the path, or hold them equal.",
+)
+@run_options
+def anneal(data, columns, standardize, n_clusters, cooling, weights_mode, seed, out, force, quiet) -> None:
+    """Anneal σ from above the first split down to 0: the path to hard k-means.
+
+    Prints the hard fit (centroids, weights, inertia J, σ* = √(J/(N·D))) and checks that one more
+    Lloyd step changes nothing. With --out, writes anneal.json (the fit, readable by 'sample --from')
+    and the bifurcation, responsibility and entropy plots.
+    """
+    loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
+    paths = _jobs.plan_outputs(out, _jobs.ANNEAL_FILES, force)
+    progress = Progress(quiet)
+    progress.note(f"annealing {loaded.X.shape[0]} points to K = {n_clusters}")
+    outcome = _jobs.run_anneal(loaded.X, n_clusters, seed=seed, cooling=cooling, weights=weights_mode)
+    if paths:
+        _jobs.write_anneal(outcome, loaded, paths, force=force, seed=seed)
+    click.echo(_jobs.anneal_summary(outcome, loaded))
+    _echo_written(paths)
+
+
+@cli.command(short_help="The posterior of weights, means and σ (gibbs, nuts, svi or map).")
+@data_options
+@clusters_option()
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="gibbs",
+    show_default=True,
+    help="Blocked Gibbs, NUTS or SVI on the Pyro program, or MAP.",
+)
+@sampler_options
+@run_options
+def posterior(
+    data,
+    columns,
+    standardize,
+    n_clusters,
+    method,
+    sigma,
+    num_samples,
+    num_warmup,
+    chains,
+    num_steps,
+    seed,
+    out,
+    force,
+    quiet,
+) -> None:
+    """The posterior of weights, means and σ (relabelled), summarized with ESS and R-hat.
+
+    With --out, writes posterior.nc (arviz InferenceData, netCDF; readable by 'sample --from') and
+    the pair plot of σ and weights and the centroid clouds.
+    """
+    names = ("posterior.nc", *_jobs.POSTERIOR_PLOTS)
+    loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
+    paths = _jobs.plan_outputs(out, names, force)
+    idata = _jobs.run_posterior(
+        loaded,
+        n_clusters,
+        method=method,
+        sigma=sigma,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        chains=chains,
+        num_steps=num_steps,
+        seed=seed,
+        progress=Progress(quiet),
+    )
+    if paths:
+        _jobs.write_posterior(idata, loaded, paths, force=force)
+    click.echo(_jobs.posterior_summary(idata, loaded, method))
+    _echo_written(paths)
+
+
+@cli.command(short_help="New data by ancestral sampling, from the prior or from a saved fit.")
+@click.option(
+    "-n", "--num", "n_samples", type=click.IntRange(min=1), required=True, help="Points to generate."
+)
+@clusters_option(required=False)
+@click.option(
+    "--sigma",
+    type=Sigma(allow_zero=True),
+    help="σ >= 0 (0 gives the centroids themselves). Default: drawn from its prior, or the fit's σ.",
+)
+@click.option(
+    "--features",
+    "n_features",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Features D (without --from).",
+)
+@click.option(
+    "--from",
+    "fit_path",
+    type=click.Path(path_type=Path),
+    metavar="FIT",
+    help="Generate from a saved fit (anneal.json or posterior.nc) instead of the prior.",
+)
+@click.option(
+    "--standardized-units",
+    is_flag=True,
+    help="Keep the standardized units of a fit made with --standardize (default: the data's units).",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Write the data here (.csv, or .npy); default: CSV on stdout.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def sample(n_samples, n_clusters, sigma, n_features, fit_path, standardized_units, seed, out, force) -> None:
+    """New data by ancestral sampling through the generative program.
+
+    Without --from: weights, centroids (and σ unless --sigma) are drawn from the prior, for -k
+    clusters. With --from FIT: from a saved point fit (σ overridable by --sigma) or a posterior
+    (posterior predictive: each point from its own posterior draw). Rows carry their component.
+    """
+    generated, names = _jobs.run_sample(
+        n_samples, n_clusters, sigma, n_features, fit_path, seed=seed, standardized_units=standardized_units
+    )
+    if out is None:
+        click.echo(_jobs.csv_text(generated, names), nl=False)
+    else:
+        _jobs.write_generated(out, generated, names, force=force)
+        click.echo(f"wrote {n_samples} points to {out}", err=True)
+
+
+@cli.command(short_help="Posteriors from several methods, compared side by side.")
+@data_options
+@clusters_option()
+@click.option(
+    "--methods",
+    default="gibbs,nuts",
+    show_default=True,
+    callback=_methods,
+    metavar="LIST",
+    help=f"Comma-separated methods from {', '.join(METHODS)}.",
+)
+@sampler_options
+@run_options
+def compare(
+    data,
+    columns,
+    standardize,
+    n_clusters,
+    methods,
+    sigma,
+    num_samples,
+    num_warmup,
+    chains,
+    num_steps,
+    seed,
+    out,
+    force,
+    quiet,
+) -> None:
+    """Fit the posterior with several methods and compare them side by side.
+
+    With --out, writes compare.csv and posterior_METHOD.nc for each method.
+    """
+    names = ("compare.csv", *(f"posterior_{m}.nc" for m in methods))
+    loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
+    paths = _jobs.plan_outputs(out, names, force)
+    fits = {
+        m: _jobs.run_posterior(
+            loaded,
+            n_clusters,
+            method=m,
+            sigma=sigma,
+            num_samples=num_samples,
+            num_warmup=num_warmup,
+            chains=chains,
+            num_steps=num_steps,
+            seed=seed,
+            progress=Progress(quiet),
+        )
+        for m in methods
+    }
+    table = _jobs.write_compare(fits, loaded, paths, force=force)
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    _echo_written(paths)
+
+
+def _echo_written(paths: dict[str, Path]) -> None:
+    if paths:
+        folder = next(iter(paths.values())).parent
+        click.echo(f"\nwrote into {folder}/: {', '.join(paths)}")
+    else:
+        click.echo("\n(no files written; pass --out DIR to save the fit and the plots)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point: one line for every error
+# ---------------------------------------------------------------------------------------------
+
+
+def _fail(message: str, status: int = 2):
+    click.echo(f"{PROG}: error: {message}", err=True)
+    sys.exit(status)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"{PROG}: warning: {str(message).splitlines()[0]}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; errors become one line on stderr and exit status 2."""
+    warnings.filterwarnings("ignore", message=".*arviz.*", category=FutureWarning)  # arviz 1.0 notice
+    warnings.showwarning = _show_warning
+    debug = bool(os.environ.get("KMEANS_LIMIT_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else str(error), err=True)
+        sys.exit(2)
+    except click.UsageError as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+        _fail(f"{error.format_message()}{hint}")
+    except click.ClickException as error:
+        _fail(error.format_message(), error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except (ValueError, FileExistsError) as error:
+        if debug:
+            raise
+        _fail(str(error))
+    except OSError as error:
+        if debug:
+            raise
+        _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), 1)
+
+
+if __name__ == "__main__":
+    main()

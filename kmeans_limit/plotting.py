@@ -1,0 +1,490 @@
+"""Pictures of the limit: the annealing path, blurry-to-hard responsibilities, the posterior, new data.
+
+Every function takes plain arrays (or records of them), returns a ``matplotlib.figure.Figure`` and
+touches no global state (no ``pyplot``), so it runs headless; :func:`save_figure` writes a PNG
+atomically. Data with more than two features are drawn in the plane of their first two principal
+components, and 1-D data against a small vertical jitter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.transforms import blended_transform_factory
+
+from .inference.kernels import log_responsibilities
+from .io import atomic_write
+
+__all__ = [
+    "Projection",
+    "plot_bifurcation",
+    "plot_centroid_clouds",
+    "plot_entropy_loglik",
+    "plot_generated",
+    "plot_posterior_pairs",
+    "plot_responsibilities",
+    "save_figure",
+]
+
+#: Colours of components 0, 1, 2, ... (matplotlib's tab10, cycled).
+COLOURS = [to_rgb(f"C{k}") for k in range(10)]
+DPI = 110
+
+
+def _colour(k: int) -> tuple[float, float, float]:
+    return COLOURS[k % len(COLOURS)]
+
+
+def _np(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=float)
+
+
+def save_figure(figure: Figure, path, *, force: bool = False):
+    """Write ``figure`` as a PNG at ``path`` atomically (refusing to overwrite without ``force``)."""
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI), force=force)
+
+
+class Projection:
+    """The plane data are drawn in: the features themselves (D = 2), the first two principal
+    components of the observed data (D > 2), or the feature against a jitter (D = 1).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The observed data, which fix the plane.
+    feature_names : sequence of str
+    """
+
+    def __init__(self, X, feature_names: Sequence[str]):
+        X = _np(X)
+        self.n_features = X.shape[1]
+        self.centre = X.mean(0)
+        if self.n_features > 2:
+            _, s, vt = np.linalg.svd(X - self.centre, full_matrices=False)
+            share = s**2 / max((s**2).sum(), 1e-300)
+            self.basis = vt[:2].T
+            self.labels = tuple(f"PC{i + 1} ({100 * share[i]:.0f}% of variance)" for i in range(2))
+        elif self.n_features == 2:
+            self.labels = tuple(feature_names)
+        else:
+            self.labels = (feature_names[0], "(jitter)")
+
+    def __call__(self, Y, jitter: bool = True) -> np.ndarray:
+        """Points of shape (n, n_features) as (n, 2) plane coordinates (centroids: ``jitter=False``)."""
+        Y = _np(Y)
+        if self.n_features > 2:
+            return (Y - self.centre) @ self.basis
+        if self.n_features == 2:
+            return Y
+        noise = np.random.default_rng(0).uniform(-1, 1, len(Y)) if jitter else np.zeros(len(Y))
+        return np.column_stack([Y[:, 0], noise])
+
+    def label(self, ax) -> None:
+        ax.set_xlabel(self.labels[0])
+        ax.set_ylabel(self.labels[1])
+
+
+def _positive_levels(path) -> tuple[np.ndarray, np.ndarray]:
+    """Level indices with σ > 0 (drawable on a log axis) and their σ."""
+    sigma = _np(path.sigma)
+    keep = np.flatnonzero(sigma > 0)
+    return keep, sigma[keep]
+
+
+def _mark_critical(ax, critical_sigmas, label: bool) -> None:
+    """Dashed lines at the critical σ; with ``label``, their values as ticks on a top axis."""
+    critical = _np(critical_sigmas).ravel()
+    for sigma_c in critical:
+        ax.axvline(sigma_c, color="0.35", linestyle="--", linewidth=1)
+    if label and critical.size:
+        top = ax.secondary_xaxis("top")
+        top.xaxis.set_major_locator(FixedLocator(critical))
+        top.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+        top.xaxis.set_minor_locator(NullLocator())
+        top.tick_params(labelsize=8)
+        top.set_xlabel("critical σ (a split)", fontsize=8)
+
+
+def _plain_number(value: float, _position=None) -> str:
+    return f"{value:g}"
+
+
+def _cooling_axis(ax) -> None:
+    """A log σ axis, decreasing to the right (cooling), ticks as plain numbers; the ticks between
+    decades (2, 3, 5) are labelled only when the axis spans less than about a decade and a half."""
+    ax.set_xscale("log")
+    if not ax.xaxis_inverted():
+        ax.invert_xaxis()
+    low, high = sorted(ax.get_xlim())
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
+    narrow = np.log10(high / low) < 1.5
+    ax.xaxis.set_minor_formatter(FuncFormatter(_plain_number) if narrow else NullFormatter())
+    ax.grid(True, which="both", alpha=0.25)
+
+
+def _split_points(sigma, means, born, critical_sigmas) -> dict[int, list[tuple[float, np.ndarray]]]:
+    """Where each centroid leaves its parent: ``{k: [(σ_c, position before the split), ...]}``.
+
+    The n-th level at which a centroid is born (its weight turns positive) is matched with the n-th
+    critical σ; when σ_c lies between that level and the one before, the newborn and its parent (the
+    centroid it sat on) both get a point at σ_c, so the branches fork at σ_c rather than between levels.
+    """
+    births = [i for i in range(1, len(sigma)) if (born[i] & ~born[i - 1]).any()]
+    points: dict[int, list] = {k: [] for k in range(means.shape[1])}
+    for i, sigma_c in zip(births, _np(critical_sigmas).ravel(), strict=False):
+        if not sigma[i] <= sigma_c <= sigma[i - 1]:
+            continue
+        newborn = np.flatnonzero(born[i] & ~born[i - 1])
+        for k in range(means.shape[1]):
+            on_newborn = any(np.allclose(means[i - 1, k], means[i - 1, j]) for j in newborn)
+            if on_newborn and (born[i - 1, k] or k in newborn):
+                points[k].append((float(sigma_c), means[i - 1, k]))
+    return points
+
+
+def _branches(path, critical_sigmas) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per centroid: the σ of its line, the (n, D) positions on it, and which of them are levels.
+
+    A centroid is drawn only while its weight is positive (born), from the σ_c at which it split off.
+    """
+    keep, sigma = _positive_levels(path)
+    means, born = _np(path.means)[keep], _np(path.weights)[keep] > 0
+    extra = _split_points(sigma, means, born, critical_sigmas)
+    branches = []
+    for k in range(means.shape[1]):
+        levels = np.flatnonzero(born[:, k])
+        xs = np.concatenate([sigma[levels], [x for x, _ in extra[k]]])
+        ys = np.concatenate([means[levels, k], np.reshape([y for _, y in extra[k]], (-1, means.shape[2]))])
+        is_level = np.arange(len(xs)) < len(levels)
+        order = np.argsort(-xs, kind="stable")
+        branches.append((xs[order], ys[order], is_level[order]))
+    return branches
+
+
+def _mark_hard(ax, hard_means, d: int) -> None:
+    """The σ = 0 centroids as arrowheads on the right edge (σ = 0 is off a log axis)."""
+    at_edge = blended_transform_factory(ax.transAxes, ax.transData)
+    for k, value in enumerate(_np(hard_means)[:, d]):
+        ax.scatter(
+            [0.985],
+            [value],
+            marker="<",
+            s=60,
+            color=_colour(k),
+            edgecolors="black",
+            transform=at_edge,
+            clip_on=False,
+            zorder=5,
+            label="σ = 0 (Lloyd)" if k == 0 else None,
+        )
+
+
+def plot_bifurcation(
+    path, critical_sigmas, feature_names: Sequence[str], *, hard_means=None, max_features: int = 4
+) -> Figure:
+    """Each centroid's coordinates against σ as it cools (log axis, σ decreasing to the right).
+
+    Parameters
+    ----------
+    path : record with ``sigma`` (L,), ``means`` (L, K, D) and ``weights`` (L, K)
+        The annealing path; a centroid is drawn while its weight is positive, from the σ_c at which
+        it split off; levels at σ = 0 are left off the log axis.
+    critical_sigmas : array-like
+        σ at which centroids split, in order, marked by dashed lines.
+    feature_names : sequence of str, length D
+    hard_means : array-like of shape (K, D), optional
+        The σ = 0 solution, drawn as arrowheads on the right edge.
+    max_features : int, default 4
+        At most this many features get a panel.
+    """
+    branches = _branches(path, critical_sigmas)
+    n_features = branches[0][1].shape[1]
+    n_panels = min(n_features, max_features)
+    figure = Figure(figsize=(7, 2.2 + 2.0 * n_panels), layout="constrained")
+    axes = figure.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
+    for d, ax in enumerate(axes):
+        for k, (xs, ys, is_level) in enumerate(branches):
+            ax.plot(xs, ys[:, d], color=_colour(k), label=f"centroid {k}")
+            ax.plot(xs[is_level], ys[is_level, d], ".", color=_colour(k), markersize=5)
+        if hard_means is not None:
+            _mark_hard(ax, hard_means, d)
+        _cooling_axis(ax)
+        _mark_critical(ax, critical_sigmas, label=d == 0)
+        ax.set_ylabel(feature_names[d])
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    axes[-1].set_xlabel("σ (log scale; cooling →); dots: annealing levels")
+    shown = "" if n_panels == n_features else f" (first {n_panels} of {n_features} features)"
+    figure.suptitle(f"Deterministic annealing: centroids split as σ falls{shown}")
+    return figure
+
+
+def _pick_levels(mean_entropy: np.ndarray, n_panels: int) -> list[int]:
+    """Levels to show, blurry to hard: the hottest, the blurriest (highest mean responsibility entropy),
+    the coldest, and between the last two the levels whose entropy is nearest to falling fractions of
+    the highest (each level once)."""
+    last, blurriest = len(mean_entropy) - 1, int(mean_entropy.argmax())
+    picks = {0, blurriest, last}
+    for fraction in np.geomspace(0.5, 0.02, max(0, n_panels - 3)):
+        gap = np.abs(mean_entropy - fraction * mean_entropy[blurriest])
+        gap[: blurriest + 1] = np.inf
+        gap[sorted(picks)] = np.inf
+        if np.isfinite(gap).any():
+            picks.add(int(gap.argmin()))
+    return sorted(picks)
+
+
+def _soft_colours(gamma: np.ndarray) -> np.ndarray:
+    palette = np.array([_colour(k) for k in range(gamma.shape[1])])
+    return np.clip(gamma @ palette, 0, 1)
+
+
+def _responsibility_panel(ax, X: torch.Tensor, projection: Projection, sigma: float, means, weights) -> None:
+    """One panel: points in the responsibility-weighted mix of the colours; born centroids as crosses."""
+    mu, w = torch.as_tensor(_np(means)), torch.as_tensor(_np(weights))
+    gamma = log_responsibilities(X, mu, w.log(), sigma)[0].exp().numpy()
+    entropy = abs(-(gamma * np.log(np.where(gamma > 0, gamma, 1))).sum(1).mean())
+    ax.scatter(*projection(X).T, c=_soft_colours(gamma), s=10, linewidths=0)
+    born = np.flatnonzero(w.numpy() > 0)
+    for k, (cx, cy) in zip(born, projection(mu[born], jitter=False), strict=True):
+        ax.scatter(cx, cy, marker="X", s=110, color=_colour(k), edgecolors="black", linewidths=1)
+    count = "" if len(born) == len(w) else f", {len(born)} of {len(w)} centroids born"
+    name = "σ = 0 (Lloyd's fixed point)" if sigma == 0 else f"σ = {sigma:.3g}"
+    ax.set_title(f"{name}{count}\nmean entropy {entropy:.3f} nats", fontsize=9)
+    projection.label(ax)
+
+
+def plot_responsibilities(X, path, feature_names: Sequence[str], *, hard=None, n_panels: int = 4) -> Figure:
+    """The data coloured by their soft assignments at a few σ along the path: blurry to hard.
+
+    Each point's colour is the responsibility-weighted mix of the component colours; crosses are the
+    centroids at that σ (those born so far, i.e. of positive weight).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    path : record with ``sigma`` (L,), ``means`` (L, K, D), ``weights`` (L, K) and ``entropy`` (L,)
+        ``entropy`` is the mean responsibility entropy (nats); the levels shown are picked by it:
+        the hottest, the blurriest, the coldest and ``n_panels - 3`` between.
+    feature_names : sequence of str
+    hard : tuple (means, weights), optional
+        The σ = 0 solution, shown in a last panel.
+    n_panels : int, default 4
+        Levels of the path to show.
+    """
+    X_t = torch.as_tensor(_np(X))
+    keep, sigma = _positive_levels(path)
+    means, weights = _np(path.means)[keep], _np(path.weights)[keep]
+    panels = [
+        (float(sigma[i]), means[i], weights[i]) for i in _pick_levels(_np(path.entropy)[keep], n_panels)
+    ]
+    if hard is not None:
+        panels.append((0.0, *hard))
+    projection = Projection(X_t, feature_names)
+    figure = Figure(figsize=(3.3 * len(panels), 3.7), layout="constrained")
+    axes = figure.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        _responsibility_panel(ax, X_t, projection, *panel)
+    figure.suptitle("Responsibilities as σ falls: blurry (colours mixed) to hard (nearest centroid)")
+    return figure
+
+
+def _loglik_panel(ax, sigma: np.ndarray, loglik: np.ndarray) -> None:
+    """Log-likelihood per point, zoomed on its peak; values far below are noted, not drawn."""
+    peak = int(loglik.argmax())
+    ax.plot(sigma, loglik, color="C3", marker=".", markersize=3)
+    ax.plot(sigma[peak], loglik[peak], "o", color="C3", label=f"maximum at σ = {sigma[peak]:.3g}")
+    floor = loglik[peak] - 10 * max(1.0, loglik[peak] - loglik[: peak + 1].min())
+    if loglik.min() < floor:
+        ax.set_ylim(floor, loglik[peak] + 0.1 * (loglik[peak] - floor))
+        ax.annotate(
+            f"falls off the axis to {loglik.min():.3g} at σ = {sigma[loglik.argmin()]:.3g} (no density at σ = 0)",
+            (0.01, 0.04),
+            xycoords="axes fraction",
+            ha="left",
+            fontsize=8,
+            color="C3",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+        )
+    ax.set_ylabel("log-likelihood\nper point")
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def _entropy_line(ax, sigma, entropy, born, critical_sigmas) -> None:
+    """Entropy per level, the line broken at each critical σ (it jumps there: a centroid is born);
+    levels with fewer than K centroids born get hollow markers."""
+    cuts = np.zeros(len(sigma), dtype=bool)
+    for sigma_c in _np(critical_sigmas).ravel():
+        cuts[1:] |= (sigma[1:] < sigma_c) & (sigma[:-1] >= sigma_c)
+    segment = np.cumsum(cuts)
+    for piece in np.unique(segment):
+        ax.plot(sigma[segment == piece], entropy[segment == piece], color="C0")
+    partial = born.sum(1) < born.shape[1]
+    ax.plot(sigma[~partial], entropy[~partial], ".", color="C0", markersize=7)
+    if partial.any():
+        ax.plot(
+            sigma[partial],
+            entropy[partial],
+            "o",
+            mfc="white",
+            color="C0",
+            markersize=5,
+            label="levels with fewer than K centroids born",
+        )
+
+
+def plot_entropy_loglik(path, critical_sigmas, n_samples: int, *, inertia: float | None = None) -> Figure:
+    """Mean responsibility entropy, log-likelihood and scaled log-likelihood per point against σ.
+
+    Parameters
+    ----------
+    path : record with ``sigma``, ``entropy`` (mean over points, nats), ``log_likelihood``
+        (summed over points) and ``weights`` (L, K), all per level.
+    critical_sigmas : array-like
+    n_samples : int
+        N, to turn the summed log-likelihood into a mean per point.
+    inertia : float, optional
+        The hard fit's k-means objective J, the limit of ``−2σ² log p(X)`` (drawn as J/N).
+    """
+    keep, sigma = _positive_levels(path)
+    entropy = _np(path.entropy)[keep]
+    loglik = _np(path.log_likelihood)[keep] / n_samples
+    n_clusters = _np(path.weights).shape[1]
+    figure = Figure(figsize=(7, 7.5), layout="constrained")
+    top, middle, bottom = figure.subplots(3, 1, sharex=True)
+    _entropy_line(top, sigma, entropy, _np(path.weights)[keep] > 0, critical_sigmas)
+    top.axhline(np.log(n_clusters), color="0.5", linestyle=":", label=f"log K = {np.log(n_clusters):.3f}")
+    top.set_ylabel("mean responsibility\nentropy (nats)")
+    top.legend(loc="upper right", fontsize=8)
+    _loglik_panel(middle, sigma, loglik)
+    scaled = -2 * sigma**2 * loglik
+    bottom.plot(sigma, scaled, color="C2", marker=".", markersize=3)
+    if (scaled > 0).all() and (inertia is None or inertia > 0):
+        bottom.set_yscale("log")
+    if inertia is not None:
+        bottom.axhline(inertia / n_samples, color="0.3", linestyle=":", label="k-means inertia J / N")
+        bottom.legend(loc="upper right", fontsize=8)
+    bottom.set_ylabel("−2σ² · log-likelihood\nper point")
+    bottom.set_xlabel("σ (log scale; cooling →)")
+    for ax in (top, middle, bottom):
+        _cooling_axis(ax)
+        _mark_critical(ax, critical_sigmas, label=ax is top)
+    figure.suptitle("Soft to hard: entropy → 0 and −2σ² log p(X) → the k-means objective as σ → 0")
+    return figure
+
+
+def _pair_columns(sigma, weights) -> tuple[list[np.ndarray], list[str]]:
+    columns, names = [], []
+    if np.ptp(sigma) > 0:
+        columns.append(sigma)
+        names.append("σ")
+    shown = weights.shape[1] - 1 if weights.shape[1] > 1 else 0
+    for k in range(shown):
+        columns.append(weights[:, k])
+        names.append(f"weight {k}")
+    return columns, names
+
+
+def plot_posterior_pairs(sigma, weights, *, reference: Mapping[str, float] | None = None) -> Figure:
+    """Pair plot of σ and the mixing weights over posterior draws (relabelled).
+
+    The last weight is left out (it is one minus the others), and so is σ when it was fixed; with
+    neither left (σ fixed, K = 1) the figure says so.
+
+    Parameters
+    ----------
+    sigma : array-like of shape (n_draws,)
+    weights : array-like of shape (n_draws, n_clusters)
+    reference : mapping from a column name (``"σ"``, ``"weight 0"``, ...) to a value, optional
+        Drawn as dashed lines, e.g. the hard fit's σ* and weights.
+    """
+    columns, names = _pair_columns(_np(sigma), _np(weights))
+    if not columns:
+        figure = Figure(figsize=(5, 2), layout="constrained")
+        figure.text(0.5, 0.5, "σ was fixed and K = 1: no σ or weights vary", ha="center", va="center")
+        return figure
+    reference = dict(reference or {})
+    n = len(columns)
+    figure = Figure(figsize=(2.6 * n + 0.6, 2.6 * n + 0.4), layout="constrained")
+    axes = figure.subplots(n, n, squeeze=False)
+    alpha = min(0.6, max(0.05, 200 / len(columns[0])))
+    for i in range(n):
+        for j in range(n):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_visible(False)
+                continue
+            if i == j:
+                ax.hist(columns[i], bins=40, color="C0", alpha=0.8)
+            else:
+                ax.scatter(columns[j], columns[i], s=3, alpha=alpha, color="C0", linewidths=0)
+                if names[i] in reference:
+                    ax.axhline(reference[names[i]], color="C3", linestyle="--", linewidth=1)
+            if names[j] in reference:
+                ax.axvline(reference[names[j]], color="C3", linestyle="--", linewidth=1)
+            ax.set_xlabel(names[j] if i == n - 1 else "")
+            ax.set_ylabel(names[i] if j == 0 and i > 0 else "")
+    note = "; dashed: the annealed hard fit" if reference else ""
+    figure.suptitle(f"Posterior of σ and weights ({len(columns[0])} draws){note}")
+    return figure
+
+
+def plot_centroid_clouds(X, means, feature_names: Sequence[str], *, hard_means=None) -> Figure:
+    """Posterior draws of each centroid (relabelled) over the data.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    means : array-like of shape (n_draws, n_clusters, n_features)
+    feature_names : sequence of str
+    hard_means : array-like of shape (n_clusters, n_features), optional
+        The annealed k-means centroids, drawn as black crosses.
+    """
+    projection = Projection(X, feature_names)
+    means = _np(means)
+    figure = Figure(figsize=(6, 5), layout="constrained")
+    ax = figure.subplots()
+    ax.scatter(*projection(X).T, s=8, color="0.7", linewidths=0, label="data")
+    alpha = min(0.5, max(0.03, 100 / means.shape[0]))
+    for k in range(means.shape[1]):
+        cloud = projection(means[:, k], jitter=False)
+        ax.scatter(*cloud.T, s=4, alpha=alpha, color=_colour(k), linewidths=0)
+        ax.scatter([], [], s=20, color=_colour(k), label=f"centroid {k} draws")
+    if hard_means is not None:
+        centres = projection(_np(hard_means), jitter=False)
+        ax.scatter(*centres.T, marker="x", s=90, color="black", linewidths=2, label="annealed k-means")
+    projection.label(ax)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(f"Posterior centroid clouds ({means.shape[0]} draws, relabelled)")
+    return figure
+
+
+def plot_generated(X, generated: Mapping[str, tuple], feature_names: Sequence[str]) -> Figure:
+    """Observed data next to data generated from fits, on shared axes.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    generated : mapping from a panel title to ``(x, z)``
+        ``x`` of shape (m, n_features); ``z`` the component of each row (colours), or None.
+    feature_names : sequence of str
+    """
+    projection = Projection(X, feature_names)
+    panels = {"observed data": (X, None), **generated}
+    figure = Figure(figsize=(3.6 * len(panels), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, (title, (x, z)) in zip(axes, panels.items(), strict=True):
+        x = _np(x)
+        colours = "0.3" if z is None else [_colour(int(k)) for k in _np(z)]
+        ax.scatter(*projection(x).T, s=8, c=colours, linewidths=0)
+        ax.set_title(f"{title}\n({len(x)} points)", fontsize=9)
+        projection.label(ax)
+    figure.suptitle("Observed data and new data generated by ancestral sampling (colour: component)")
+    return figure
