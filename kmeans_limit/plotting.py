@@ -98,14 +98,24 @@ def _positive_levels(path) -> tuple[np.ndarray, np.ndarray]:
     return keep, sigma[keep]
 
 
+def _spaced(values: np.ndarray, min_log_gap: float = 0.08) -> np.ndarray:
+    """The values, largest first, less any within ``min_log_gap`` decades of one kept before it."""
+    kept: list[float] = []
+    for value in np.sort(values[values > 0])[::-1]:
+        if not kept or np.log10(kept[-1] / value) >= min_log_gap:
+            kept.append(float(value))
+    return np.asarray(kept)
+
+
 def _mark_critical(ax, critical_sigmas, label: bool) -> None:
-    """Dashed lines at the critical σ; with ``label``, their values as ticks on a top axis."""
+    """Dashed lines at the critical σ; with ``label``, their values as ticks on a top axis (values
+    too close together to read apart are drawn as lines only)."""
     critical = _np(critical_sigmas).ravel()
     for sigma_c in critical:
         ax.axvline(sigma_c, color="0.35", linestyle="--", linewidth=1)
     if label and critical.size:
         top = ax.secondary_xaxis("top")
-        top.xaxis.set_major_locator(FixedLocator(critical))
+        top.xaxis.set_major_locator(FixedLocator(_spaced(critical)))
         top.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
         top.xaxis.set_minor_locator(NullLocator())
         top.tick_params(labelsize=8)
