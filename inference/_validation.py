@@ -181,14 +181,17 @@ def check_sample_weight(sample_weight, X: torch.Tensor) -> torch.Tensor | None:
 
 
 def check_seed(seed) -> int:
-    """The seed as a non-negative int."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} should be a non-negative integer")
+    """The seed as an int in [0, 2**32 - 1] (NumPy's range, which Pyro's seeding also sets)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r} should be an integer in [0, 2**32 - 1]")
     return int(seed)
 
 
 def make_generator(seed, device: torch.device | str = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (the core's explicit randomness)."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(check_seed(seed))
+    # torch takes any 64-bit seed (the cores derive such seeds); the 2**32 cap is for public seeds only.
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed={seed!r} should be an integer in [0, 2**64 - 1]")
+    generator.manual_seed(int(seed))
     return generator

@@ -171,7 +171,9 @@ def m_step(
 
     A component with ``N_k = 0`` keeps its mean. With ``learn_weights=False`` the weights are 1/K.
     """
-    counts, total = stats.counts, stats.counts.sum()
+    # Statistics combined by subtraction can round a count to -1e-16: never let it reach the log.
+    counts = stats.counts.clamp_min(0.0)
+    total = counts.sum()
     filled = counts > 0
     safe = torch.where(filled, counts, 1.0)
     new_means = torch.where(filled[:, None], stats.sums / safe[:, None], means)

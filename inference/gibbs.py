@@ -128,7 +128,8 @@ def sample_assignments(
         logits = assignment_logits(x, state)
         cdf = (logits - logits.amax(1, keepdim=True)).exp_().cumsum_(1)
         uniform = torch.rand(n_chains, 1, x.shape[0], generator=generator, dtype=X.dtype, device=X.device)
-        z = (cdf < uniform * cdf[:, -1:]).sum(1, keepdim=True)
+        # ``<=``: a draw u = 0 must not land on a leading component of probability 0.
+        z = (cdf <= uniform * cdf[:, -1:]).sum(1, keepdim=True).clamp_max_(n_clusters - 1)
         indicator = one_hot[..., : x.shape[0]].zero_().scatter_(1, z, 1.0)
         stats.counts.add_(indicator.sum(-1))
         stats.sums.add_(indicator @ x)

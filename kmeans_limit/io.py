@@ -200,8 +200,15 @@ def _select(names: Sequence[str], columns: Sequence[str] | None) -> list[int]:
 
 def _read_text(path: Path, columns: Sequence[str] | None) -> Dataset:
     rows = _read_rows(path)
-    first = rows[0][1]
-    has_header = not all(_is_number(field) for field in first)
+    line, first = rows[0]
+    numeric = [_is_number(field) for field in first]
+    has_header = not any(numeric)
+    if not has_header and not all(numeric):
+        bad = first[numeric.index(False)]
+        raise ValueError(
+            f"'{path}' line {line} mixes numbers and text ({bad!r}): a header line needs a name in every "
+            "field, a data line a number in every field; fill in or remove missing values"
+        )
     names = first if has_header else [f"x{j}" for j in range(len(first))]
     body = rows[1:] if has_header else rows
     if not body:
@@ -354,6 +361,7 @@ def save_point_fit(path, fit: PointFit, *, kind: str, force: bool = False) -> Pa
     from . import __version__
 
     document = {
+        **_plain(fit.extra),  # first, so that no extra entry can replace a core field
         "format": POINT_FIT_FORMAT,
         "version": FORMAT_VERSION,
         "kind": kind,
@@ -363,7 +371,6 @@ def save_point_fit(path, fit: PointFit, *, kind: str, force: bool = False) -> Pa
         "sigma": float(fit.sigma),
         "feature_names": list(fit.feature_names),
         "standardization": None if fit.standardization is None else fit.standardization._asdict(),
-        **_plain(fit.extra),
     }
     text = json.dumps(document, indent=1, allow_nan=False)
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"), force=force)
@@ -507,6 +514,7 @@ def save_posterior(
     """
     from . import __version__
 
+    idata = idata.copy()  # the tags and plain attributes are the file's, not the caller's object's
     _plain_attrs(idata)
     attrs = idata.posterior.attrs
     attrs["kmeans_limit_format"] = POSTERIOR_FORMAT

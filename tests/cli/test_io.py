@@ -68,6 +68,7 @@ def test_npy_one_and_two_dimensional(tmp_path):
         ("blankcell.csv", "a,b\n1,\n", "is missing"),
         ("inf.csv", "a,b\n1,inf\n", "finite number"),
         ("ragged.csv", "a,b\n1,2\n3\n", "line 3 has 1 fields but the first line has 2"),
+        ("nafirst.csv", "1.0,NA,3.0\n4,5,6\n", r"line 1 mixes numbers and text \('NA'\)"),
     ],
 )
 def test_bad_text_files(tmp_path, name, content, message):
@@ -171,6 +172,12 @@ def test_point_fit_round_trip(tmp_path):
         save_point_fit(path, point_fit(), kind="anneal")
 
 
+def test_extra_entries_cannot_replace_core_fields(tmp_path):
+    path = save_point_fit(tmp_path / "fit.json", point_fit(sigma=9.0, format="other"), kind="anneal")
+    fit = load_point_fit(path)
+    assert fit.sigma == 0.5
+
+
 def corrupt(document, **changes):
     document = dict(document)
     for key, value in changes.items():
@@ -256,6 +263,9 @@ def test_posterior_round_trip(tmp_path):
     assert fit.feature_names == ("a", "b") and fit.standardization == stats
     with pytest.raises(FileExistsError):
         save_posterior(path, idata, feature_names=("a", "b"))
+    assert not any(
+        key.startswith("kmeans_limit") for key in idata.posterior.attrs
+    )  # caller's object untouched
 
 
 def test_plain_arviz_netcdf_is_accepted_with_default_names(tmp_path):

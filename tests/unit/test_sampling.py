@@ -84,6 +84,7 @@ def test_sample_from_bad_input(kwargs, match):
         ({"num_datasets": 0}, "num_datasets=0"),
         ({"sigma": -1.0}, "sigma=-1.0"),
         ({"seed": -3}, "seed=-3"),
+        ({"seed": 2**32}, r"seed=4294967296 should be an integer in \[0, 2\*\*32 - 1\]"),
         ({"priors": {"alpha": 1.0}}, "priors should be a kmeans_limit.Priors"),
     ],
 )
