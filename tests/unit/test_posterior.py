@@ -94,6 +94,20 @@ def test_log_likelihood_is_the_marginal_by_hand_and_by_the_program(gibbs_fit, bl
         assert lp == pytest.approx(trace.log_prob_sum().item(), abs=1e-8)
 
 
+def test_log_likelihood_of_float32_data_is_computed_in_float64():
+    """Far from the origin and at small σ, float32 would lose the log-density to cancellation."""
+    generator = torch.Generator().manual_seed(0)
+    X = (torch.tensor([5.0, 5.0]) + 0.01 * torch.randn(40, 2, generator=generator)).float()
+    idata = fit_posterior(X, 1, sigma=0.01, num_samples=5, num_warmup=5, num_chains=1, progress=False)
+    stored = torch.as_tensor(idata.log_likelihood["x"].values[0, 0])
+    means = torch.as_tensor(idata.posterior["means"].values[0, 0]).double()
+    sigma = float(idata.posterior["sigma"].values[0, 0])  # 0.01 as float32 holds it
+    d2 = ((X.double() - means[0]) ** 2).sum(-1)
+    exact = -d2 / (2 * sigma**2) - math.log(2 * math.pi * sigma**2)
+    assert stored.dtype == torch.float64
+    assert torch.allclose(stored, exact, rtol=0, atol=1e-6)  # float32 arithmetic: errors of 1e-2
+
+
 def test_gibbs_recovers_the_blobs(gibbs_fit, blobs):
     centre = gibbs_fit.posterior["means"].mean(("chain", "draw")).values
     truth = np.array([[-4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])
