@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ._validation import as_data, check_means, check_sample_weight
-from .kernels import chunk_rows, nearest_centroid
+from .kernels import nearest_centroid
+from .lloyd import labelled_sq_distances
 
 __all__ = ["kmeans_objective"]
 
@@ -48,9 +49,7 @@ def kmeans_objective(X, means, labels=None, sample_weight=None) -> float:
             raise ValueError(
                 f"labels should lie in [0, {means.shape[0] - 1}]; got {labels.min()}..{labels.max()}"
             )
-        sq_dist = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
-        for rows in chunk_rows(X.shape[0], 1):
-            sq_dist[rows] = ((X[rows] - means[labels[rows]]) ** 2).sum(-1)
+        sq_dist = labelled_sq_distances(X, means, labels)
     if weight is not None:
         sq_dist = sq_dist * weight
     return sq_dist.sum().item()

@@ -319,17 +319,17 @@ def posterior_summary(idata, data: Data, method: str, hard=None) -> str:
     return head + "\n\n" + posterior_table(idata, data.feature_names, hard=hard)
 
 
+def _save_posterior(path: Path, idata, data: Data, *, force: bool) -> None:
+    save_posterior(
+        path, idata, feature_names=data.feature_names, standardization=data.standardization, force=force
+    )
+
+
 def write_posterior(
     idata, data: Data, paths: dict[str, Path], *, force: bool, name: str = "posterior.nc", hard=None
 ) -> None:
     """Save the posterior as netCDF and draw its two pictures."""
-    save_posterior(
-        paths[name],
-        idata,
-        feature_names=data.feature_names,
-        standardization=data.standardization,
-        force=force,
-    )
+    _save_posterior(paths[name], idata, data, force=force)
     write_posterior_plots(idata, data, paths, force=force, hard=hard)
 
 
@@ -340,14 +340,7 @@ def write_compare(fits: dict, data: Data, paths: dict[str, Path], *, force: bool
     table = compare_posteriors(fits)
     if paths:
         for method, idata in fits.items():
-            name = f"posterior_{method}.nc"
-            save_posterior(
-                paths[name],
-                idata,
-                feature_names=data.feature_names,
-                standardization=data.standardization,
-                force=force,
-            )
+            _save_posterior(paths[f"posterior_{method}.nc"], idata, data, force=force)
         atomic_write(paths["compare.csv"], lambda tmp: table.to_csv(tmp), force=force)
     return table
 

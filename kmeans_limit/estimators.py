@@ -85,19 +85,18 @@ class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, C
             out[rows] = squared_distances(X[rows], means).sqrt()
         return _to_numpy(out)
 
-    def _responsibilities(self, X: torch.Tensor, sigma: float) -> torch.Tensor:
+    def _soft_assign(self, X: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Responsibilities (n_samples, n_clusters) and log-densities (n_samples,) at σ, chunked."""
         means, log_weights = self._centres(X), self._log_weights(X)
-        out = torch.empty(X.shape[0], means.shape[0], dtype=X.dtype)
+        gamma = torch.empty(X.shape[0], means.shape[0], dtype=X.dtype)
+        log_density = torch.empty(X.shape[0], dtype=X.dtype)
         for rows in chunk_rows(X.shape[0], means.shape[0]):
-            out[rows] = log_responsibilities(X[rows], means, log_weights, sigma)[0].exp()
-        return out
+            log_gamma, log_density[rows] = log_responsibilities(X[rows], means, log_weights, sigma)
+            gamma[rows] = log_gamma.exp()
+        return gamma, log_density
 
-    def _log_density(self, X: torch.Tensor, sigma: float) -> torch.Tensor:
-        means, log_weights = self._centres(X), self._log_weights(X)
-        out = torch.empty(X.shape[0], dtype=X.dtype)
-        for rows in chunk_rows(X.shape[0], means.shape[0]):
-            out[rows] = log_responsibilities(X[rows], means, log_weights, sigma)[1]
-        return out
+    def _responsibilities(self, X: torch.Tensor, sigma: float) -> torch.Tensor:
+        return self._soft_assign(X, sigma)[0]
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Generate data from the fitted model by ancestral sampling through the Pyro program.
@@ -340,7 +339,7 @@ class SphericalGMM(_SphericalMixtureBase):
     def score_samples(self, X) -> np.ndarray:
         """log p(x_n) under the fitted mixture, of shape (n_samples,)."""
         check_is_fitted(self)
-        return _to_numpy(self._log_density(self._validate(X, reset=False), self.sigma_))
+        return _to_numpy(self._soft_assign(self._validate(X, reset=False), self.sigma_)[1])
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""

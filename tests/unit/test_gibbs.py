@@ -162,7 +162,7 @@ def test_one_sweep_draws_the_conjugate_updates():
     assert abs(new.sigma.square().mean() - expected_var) < 4 * new.sigma.square().std() / n_chains**0.5
 
 
-def test_fixed_sigma_is_kept_and_chains_are_independent_of_their_batch():
+def test_fixed_sigma_is_kept_and_the_same_generator_gives_the_same_draws():
     X = torch.randn(30, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     start = initial_state(X, 2, 3, 0.4, torch.Generator().manual_seed(5))
     assert start.means.shape == (3, 2, 2) and torch.equal(
