@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from ._comm import LOCAL, Comm
 from ._split import SplitProposal, propose_split
 from .em import em_iterations, m_step
 from .kernels import SufficientStats, chunk_rows, row_sq_norms, squared_distances, sufficient_stats
@@ -32,13 +33,19 @@ RESTALE = 0.02
 
 
 class Annealer:
-    """The working state of one annealing run: the born centroids, their cells, the levels so far."""
+    """The working state of one annealing run: the born centroids, their cells, the levels so far.
 
-    def __init__(self, X, weight, generator, *, cooling, learn_weights, max_iter, tol, sigma_end):
-        self.X, self.weight, self.generator = X, weight, generator
+    ``X`` holds this process's rows; ``comm`` sums over the rows of every process.
+    """
+
+    def __init__(
+        self, X, weight, generator, *, cooling, learn_weights, max_iter, tol, sigma_end, comm: Comm = LOCAL
+    ):
+        self.X, self.weight, self.generator, self.comm = X, weight, generator, comm
         self.cooling, self.learn_weights, self.max_iter, self.tol = cooling, learn_weights, max_iter, tol
-        self.total = weight.sum().item()
-        self.scale = (weight @ X.square()).sum().item() / (self.total * X.shape[1])
+        self.n_samples = comm.total(X.shape[0])
+        self.total = comm.total(weight.sum().item())
+        self.scale = comm.total((weight @ X.square()).sum().item()) / (self.total * X.shape[1])
         self.sigma_end = sigma_end
         # Below the floor every σ is the limit (1 when the rows all coincide: any σ is then fine).
         self.sigma_floor = 1e-4 * math.sqrt(self.scale) if self.scale > 0 else 1.0
@@ -47,7 +54,7 @@ class Annealer:
         self.log_weights = X.new_zeros(1)
         self.labels = torch.zeros(X.shape[0], dtype=torch.long, device=X.device)
         self.min_sq: torch.Tensor | None = None
-        self.proposals: list[SplitProposal] = [propose_split(X, weight)]
+        self.proposals: list[SplitProposal] = [propose_split(X, weight, comm)]
         self.stale = [False]
         self.parents: list[int] = [-1]
         self.births: list[int] = [0]
@@ -70,7 +77,7 @@ class Annealer:
                     raise RuntimeError("no cluster can split, though X has enough distinct rows")
                 return k
             rows = torch.nonzero(self.labels == k).flatten()
-            self.proposals[k] = propose_split(self.X[rows], self.weight[rows])
+            self.proposals[k] = propose_split(self.X[rows], self.weight[rows], self.comm)
             self.stale[k] = False
 
     def _children_weights(self, k: int, p: SplitProposal) -> torch.Tensor:
@@ -117,6 +124,7 @@ class Annealer:
             max_iter=self.max_iter,
             tol=tol,
             min_log_weight=self.min_log_weight,
+            comm=self.comm,
         )
         self.n_iter += result.n_iter
         self.means, self.log_weights = result.means, result.weights.log()
@@ -133,7 +141,8 @@ class Annealer:
         self.labels = assign_labels(self.X, self.means)
         self.min_sq = labelled_sq_distances(self.X, self.means, self.labels)
         # A cell whose rows barely changed keeps its proposal (its gain is then a little stale).
-        change = (torch.bincount(self.labels, minlength=self.n_born) - counts).abs()
+        change, counts = self.comm.sum_(torch.bincount(self.labels, minlength=self.n_born) - counts, counts)
+        change = change.abs()
         moved = (change > RESTALE * counts.clamp_min(1)).tolist()
         self.stale = [old or m for old, m in zip(self.stale, moved, strict=True)]
 
@@ -155,18 +164,23 @@ class Annealer:
         full E step, so the path records the exact log-likelihood.
         """
         rows = self.active_rows(k)
-        if self.stats is None or rows.numel() > LOCAL_FRACTION * self.X.shape[0]:
+        if self.stats is None or self.comm.total(rows.numel()) > LOCAL_FRACTION * self.n_samples:
             self.split(k)
             return self.equilibrate()
-        X, weight = self.X[rows], self.weight[rows]
-        before = sufficient_stats(X, self.means, self.log_weights, self.stats_sigma, sample_weight=weight)
+        X, weight, comm = self.X[rows], self.weight[rows], self.comm
+        before = sufficient_stats(
+            X, self.means, self.log_weights, self.stats_sigma, sample_weight=weight, comm=comm
+        )
         outside = _with_new_component(_combine(self.stats, before, -1.0))
         self.split(k)
         tol = self.tol * self.scale / (2.0 * self.sigma**2) * self.total
         previous = None
         for _ in range(self.max_iter):
             stats = _combine(
-                outside, sufficient_stats(X, self.means, self.log_weights, self.sigma, sample_weight=weight)
+                outside,
+                sufficient_stats(
+                    X, self.means, self.log_weights, self.sigma, sample_weight=weight, comm=comm
+                ),
             )
             if previous is not None and abs(stats.log_likelihood - previous) <= tol:
                 break
@@ -177,7 +191,9 @@ class Annealer:
             self.log_weights = log_weights.clamp_min(self.min_log_weight)
             self.n_iter += 1
         self.settle(
-            sufficient_stats(self.X, self.means, self.log_weights, self.sigma, sample_weight=self.weight)
+            sufficient_stats(
+                self.X, self.means, self.log_weights, self.sigma, sample_weight=self.weight, comm=comm
+            )
         )
 
     def split_hard(self, k: int) -> None:
@@ -185,14 +201,15 @@ class Annealer:
         self.split(k)
         children = self.means[[k, self.n_born - 1]]
         labels_new = torch.tensor([k, self.n_born - 1], device=self.X.device)
+        lost = torch.zeros(self.n_born, dtype=self.X.dtype, device=self.X.device)
         for rows in chunk_rows(self.X.shape[0], 2):
             best, which = squared_distances(self.X[rows], children).min(-1)
             move = (best < self.min_sq[rows]) | (self.labels[rows] == k)
-            lost = torch.unique(self.labels[rows][move]).tolist()
+            lost[self.labels[rows][move]] = 1.0
             self.labels[rows] = torch.where(move, labels_new[which], self.labels[rows])
             self.min_sq[rows] = torch.where(move, best, self.min_sq[rows])
-            for j in lost:
-                self.stale[j] = True
+        lost = self.comm.sum_(lost)[0] > 0  # a cell that lost rows in any process
+        self.stale = [old or bool(gone) for old, gone in zip(self.stale, lost.tolist(), strict=True)]
 
     def step(self) -> None:
         """One level: split the best cluster, at σ just below its critical point."""

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import torch
 
+from ._comm import LOCAL, Comm
 from .kernels import chunk_rows
 from .lloyd import LloydResult, lloyd_core
 
@@ -49,38 +50,49 @@ class SplitProposal(NamedTuple):
     gain: float
 
 
-def _principal_axis(Z: torch.Tensor, u: torch.Tensor, total: float) -> tuple[float, torch.Tensor]:
-    """Top eigenpair of the weighted covariance ``Σ u z zᵀ / Σ u`` of centred rows ``Z``."""
-    cov = (Z * u[:, None]).T @ Z / total
+def _principal_axis(Z: torch.Tensor, u: torch.Tensor, total: float, comm: Comm) -> tuple[float, torch.Tensor]:
+    """Top eigenpair of the weighted covariance ``Σ u z zᵀ / Σ u`` of centred rows ``Z``.
+
+    The eigenvector's sign is fixed (its largest entry positive), so that the same covariance up to
+    rounding gives the same sides.
+    """
+    cov = comm.sum_((Z * u[:, None]).T @ Z)[0] / total
     values, vectors = torch.linalg.eigh(cov)
-    return max(values[-1].item(), 0.0), vectors[:, -1]
+    axis = vectors[:, -1]
+    if axis[axis.abs().argmax()] < 0:
+        axis = -axis
+    return max(values[-1].item(), 0.0), axis
 
 
-def _two_means(Y, u, side):
+def _two_means(Y, u, side, comm: Comm):
     """2-means from an initial partition ``side`` (bool): the two weighted means and masses."""
+    total, sums = comm.total(u.sum().item()), comm.sum_(u @ Y)[0]
     for _ in range(TWO_MEANS_ITER):
         ua = u * side
-        mass_a = ua.sum()
-        mass_b = u.sum() - mass_a
+        sums_a = comm.sum_(ua @ Y)[0]
+        mass_a = comm.total(ua.sum().item())
+        mass_b = total - mass_a
         if mass_a <= 0 or mass_b <= 0:
             return None
-        left = (ua @ Y) / mass_a
-        right = ((u - ua) @ Y) / mass_b
+        left = sums_a / mass_a
+        right = (sums - sums_a) / mass_b
         # Nearer to left than right: x·(l − r) > (‖l‖² − ‖r‖²) / 2.
         new_side = Y @ (left - right) > 0.5 * (left @ left - right @ right)
-        if torch.equal(new_side, side):
+        if not comm.any(not torch.equal(new_side, side)):
             break
         side = new_side
-    return left, right, mass_a.item(), mass_b.item()
+    return left, right, mass_a, mass_b
 
 
-def propose_split(Y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
+def propose_split(Y: torch.Tensor, u: torch.Tensor, comm: Comm = LOCAL) -> SplitProposal:
     """Split the cluster of rows ``Y`` (weights ``u``) in two.
 
     Parameters
     ----------
     Y : tensor of shape (n_rows, n_features)
     u : tensor of shape (n_rows,)
+    comm : Comm, default LOCAL
+        Where the cluster's other rows are.
 
     Returns
     -------
@@ -88,13 +100,13 @@ def propose_split(Y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
         The sides start as the halves on either side of the weighted mean along the principal axis
         (Boley's principal direction divisive partitioning) and are polished by 2-means.
     """
-    total = u.sum().item()
-    mean = (u @ Y) / total if total > 0 else Y.new_zeros(Y.shape[1])
-    if Y.shape[0] < 2 or total <= 0:
+    total = comm.total(u.sum().item())
+    mean = comm.sum_(u @ Y)[0] / total if total > 0 else Y.new_zeros(Y.shape[1])
+    if comm.total(Y.shape[0]) < 2 or total <= 0:
         return SplitProposal(0.0, mean, mean, total, 0.0, 0.0)
     Z = Y - mean
-    lam, axis = _principal_axis(Z, u, total)
-    found = _two_means(Y, u, Z @ axis > 0) if lam > 0 else None
+    lam, axis = _principal_axis(Z, u, total, comm)
+    found = _two_means(Y, u, Z @ axis > 0, comm) if lam > 0 else None
     if found is None:
         return SplitProposal(lam, mean, mean, total, 0.0, 0.0)
     left, right, mass_a, mass_b = found
@@ -103,7 +115,7 @@ def propose_split(Y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
     return SplitProposal(lam, left, right, mass_a, mass_b, gain)
 
 
-def removal_costs(X, weight, means, labels) -> torch.Tensor:
+def removal_costs(X, weight, means, labels, comm: Comm = LOCAL) -> torch.Tensor:
     """Rise in inertia from deleting each centroid alone: ``Σ_{n: z_n = k} w_n (d2_second − d2_first)``.
 
     Returns
@@ -116,16 +128,16 @@ def removal_costs(X, weight, means, labels) -> torch.Tensor:
         d2 = torch.addmm(means_sq, X[rows], means.T, alpha=-2.0)
         two = d2.topk(2, dim=1, largest=False).values
         costs.index_add_(0, labels[rows], (two[:, 1] - two[:, 0]) * weight[rows])
-    return costs
+    return comm.sum_(costs)[0]
 
 
-def _cell_proposals(X, weight, labels, n_clusters) -> list[SplitProposal]:
+def _cell_proposals(X, weight, labels, n_clusters, comm: Comm) -> list[SplitProposal]:
     order = torch.argsort(labels, stable=True)
     counts = torch.bincount(labels, minlength=n_clusters).tolist()
     proposals, start = [], 0
     for count in counts:
         rows = order[start : start + count]
-        proposals.append(propose_split(X[rows], weight[rows]))
+        proposals.append(propose_split(X[rows], weight[rows], comm))
         start += count
     return proposals
 
@@ -147,7 +159,13 @@ def _candidate_pairs(proposals, costs, n_trials, inertia) -> list[tuple[int, int
 
 
 def split_merge(
-    X: torch.Tensor, weight: torch.Tensor, result: LloydResult, *, n_trials: int, max_iter: int
+    X: torch.Tensor,
+    weight: torch.Tensor,
+    result: LloydResult,
+    *,
+    n_trials: int,
+    max_iter: int,
+    comm: Comm = LOCAL,
 ) -> tuple[LloydResult, int]:
     """Split-merge moves at σ = 0 until none of the ``n_trials`` most promising ones lowers the inertia.
 
@@ -168,16 +186,18 @@ def split_merge(
     """
     n_iter = 0
     while True:
-        proposals = _cell_proposals(X, weight, result.labels, result.means.shape[0])
-        costs = removal_costs(X, weight, result.means, result.labels)
+        proposals = _cell_proposals(X, weight, result.labels, result.means.shape[0], comm)
+        costs = removal_costs(X, weight, result.means, result.labels, comm)
         for i, j in _candidate_pairs(proposals, costs, n_trials, result.inertia):
             means = result.means.clone()
             means[i], means[j] = proposals[i].left, proposals[i].right
             # Screen with scikit-learn's loose stopping rule; polish to a fixed point only a winner.
-            trial = lloyd_core(X, means, weight, max_iter=max_iter, tol=SCREEN_TOL, centred=True)
+            trial = lloyd_core(X, means, weight, max_iter=max_iter, tol=SCREEN_TOL, centred=True, comm=comm)
             n_iter += trial.n_iter
             if trial.inertia < result.inertia * (1.0 - MIN_GAIN):
-                trial = lloyd_core(X, trial.means, weight, max_iter=max_iter, tol=0.0, centred=True)
+                trial = lloyd_core(
+                    X, trial.means, weight, max_iter=max_iter, tol=0.0, centred=True, comm=comm
+                )
                 n_iter += trial.n_iter
                 if trial.converged:
                     result = trial

@@ -165,8 +165,13 @@ def check_weights(weights, n_clusters: int, like: torch.Tensor | None = None) ->
     return weights
 
 
-def check_sample_weight(sample_weight, X: torch.Tensor) -> torch.Tensor | None:
-    """Per-row weights of shape (n_samples,), finite, non-negative, not all zero; ``None`` passes."""
+def check_sample_weight(
+    sample_weight, X: torch.Tensor, *, positive_total: bool = True
+) -> torch.Tensor | None:
+    """Per-row weights of shape (n_samples,), finite, non-negative, not all zero; ``None`` passes.
+
+    ``positive_total=False`` lets them all be zero (a shard of rows whose total is checked elsewhere).
+    """
     if sample_weight is None:
         return None
     weight = _as_float_tensor(sample_weight, "sample_weight", X)
@@ -175,7 +180,7 @@ def check_sample_weight(sample_weight, X: torch.Tensor) -> torch.Tensor | None:
     _check_finite(weight, "sample_weight")
     if (weight < 0).any():
         raise ValueError(f"sample_weight should be >= 0; its minimum is {weight.min().item():.6g}")
-    if weight.sum() <= 0:
+    if positive_total and weight.sum() <= 0:
         raise ValueError("sample_weight sums to 0: at least one row needs a positive weight")
     return weight
 

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._comm import LOCAL, Comm
 from ._levels import Annealer
 from ._split import split_merge
 from ._validation import (
@@ -23,7 +24,7 @@ from .em import check_weights_mode
 from .kernels import serial_if_small
 from .lloyd import LloydResult, lloyd_core
 
-__all__ = ["AnnealPath", "AnnealResult", "anneal", "anneal_core"]
+__all__ = ["AnnealPath", "AnnealResult", "anneal", "anneal_core", "anneal_options"]
 
 #: Lloyd iterations allowed at σ = 0 (a warning says when they run out).
 LLOYD_MAX_ITER = 1000
@@ -171,7 +172,17 @@ def anneal(
     """
     X = as_data(X)
     n_clusters = check_n_clusters(n_clusters, X)
-    options = dict(
+    options = anneal_options(sigma_start, sigma_end, cooling, weights, max_iter, tol, n_trials)
+    weight = check_sample_weight(sample_weight, X)
+    if weight is None:
+        weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
+    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
+        return anneal_core(X, n_clusters, weight, make_generator(seed, X.device), **options)
+
+
+def anneal_options(sigma_start, sigma_end, cooling, weights, max_iter, tol, n_trials) -> dict:
+    """:func:`anneal`'s options, checked, as the keyword arguments of :func:`anneal_core`."""
+    return dict(
         sigma_start=_optional_positive("sigma_start", sigma_start),
         sigma_end=_optional_positive("sigma_end", sigma_end),
         cooling=check_real("cooling", cooling, low=0.0, high=1.0, low_open=True, high_open=True),
@@ -180,11 +191,6 @@ def anneal(
         tol=check_real("tol", tol, low=0.0),
         n_trials=check_positive_int("n_trials", n_trials, minimum=0),
     )
-    weight = check_sample_weight(sample_weight, X)
-    if weight is None:
-        weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
-    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
-        return anneal_core(X, n_clusters, weight, make_generator(seed, X.device), **options)
 
 
 def _optional_positive(name: str, value) -> float | None:
@@ -204,9 +210,13 @@ def anneal_core(
     max_iter: int,
     tol: float,
     n_trials: int,
+    comm: Comm = LOCAL,
 ) -> AnnealResult:
-    """:func:`anneal` on validated inputs (``weight`` of shape (n_samples,), all ones when unweighted)."""
-    offset = (weight @ X) / weight.sum()
+    """:func:`anneal` on validated inputs (``weight`` of shape (n_samples,), all ones when unweighted).
+
+    ``comm`` sums over the rows of every process (``X`` and ``weight`` hold this process's rows).
+    """
+    offset = comm.sum_(weight @ X)[0] / comm.total(weight.sum().item())
     X = X - offset
     state = Annealer(
         X,
@@ -217,6 +227,7 @@ def anneal_core(
         max_iter=max_iter,
         tol=tol,
         sigma_end=sigma_end,
+        comm=comm,
     )
     sigma_c = math.sqrt(state.proposals[0].critical_sigma2)
     state.sigma = sigma_start if sigma_start is not None else max(sigma_c / cooling, state.sigma_floor)
@@ -224,14 +235,14 @@ def anneal_core(
     while state.n_born < n_clusters:
         state.step()
     state.cool()
-    result = _finish(X, weight, state.means, max_iter=LLOYD_MAX_ITER, n_trials=n_trials)
+    result = _finish(X, weight, state.means, max_iter=LLOYD_MAX_ITER, n_trials=n_trials, comm=comm)
     state.n_iter += result[1]
     return _result(result[0], offset, state)
 
 
-def _finish(X, weight, means, *, max_iter, n_trials) -> tuple[LloydResult, int]:
+def _finish(X, weight, means, *, max_iter, n_trials, comm) -> tuple[LloydResult, int]:
     """σ = 0: Lloyd's algorithm to a fixed point, then split-merge moves."""
-    result = lloyd_core(X, means, weight, max_iter=max_iter, tol=0.0, centred=True)
+    result = lloyd_core(X, means, weight, max_iter=max_iter, tol=0.0, centred=True, comm=comm)
     if not result.converged:
         warnings.warn(
             f"Lloyd's algorithm at sigma=0 stopped at max_iter={max_iter} before its labels repeated; "
@@ -242,7 +253,7 @@ def _finish(X, weight, means, *, max_iter, n_trials) -> tuple[LloydResult, int]:
         return result, result.n_iter
     if n_trials == 0 or means.shape[0] < 2:
         return result, result.n_iter
-    refined, n_iter = split_merge(X, weight, result, n_trials=n_trials, max_iter=max_iter)
+    refined, n_iter = split_merge(X, weight, result, n_trials=n_trials, max_iter=max_iter, comm=comm)
     return refined, result.n_iter + n_iter
 
 
@@ -264,7 +275,7 @@ def _path(state: Annealer, offset: torch.Tensor) -> AnnealPath:
 
 def _result(lloyd: LloydResult, offset: torch.Tensor, state: Annealer) -> AnnealResult:
     weight, n_features = state.weight, state.X.shape[1]
-    counts = torch.bincount(lloyd.labels, weights=weight, minlength=lloyd.means.shape[0])
+    counts = state.comm.sum_(torch.bincount(lloyd.labels, weights=weight, minlength=lloyd.means.shape[0]))[0]
     sigma_star = math.sqrt(lloyd.inertia / (state.total * n_features))
     critical = torch.tensor(state.critical, dtype=torch.float64)
     return AnnealResult(

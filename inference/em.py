@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._comm import LOCAL, Comm
 from ._validation import (
     as_data,
     check_means,
@@ -21,7 +22,17 @@ from ._validation import (
 )
 from .kernels import SufficientStats, nearest_centroid, serial_if_small, sufficient_stats
 
-__all__ = ["EMResult", "check_weights_mode", "em", "em_core", "em_iterations", "m_step"]
+__all__ = [
+    "EMResult",
+    "check_weights_mode",
+    "em",
+    "em_fit",
+    "em_options",
+    "initial_log_weights",
+    "warn_unconverged",
+    "em_iterations",
+    "m_step",
+]
 
 WEIGHT_MODES = ("learn", "equal")
 
@@ -111,51 +122,73 @@ def em(
     X = as_data(X)
     means = check_means(init, X.shape[1], like=X, name="init")
     n_clusters = check_n_clusters(means.shape[0], X, distinct=False)
-    sigma = check_sigma(sigma, allow_zero=False, allow_none=True)
-    weights = check_weights_mode(weights)
-    max_iter = check_positive_int("max_iter", max_iter)
-    tol = check_real("tol", tol, low=0.0)
+    sigma, options = em_options(sigma, weights, max_iter, tol)
+    log_weights = initial_log_weights(init_weights, weights, n_clusters, X)
     weight = check_sample_weight(sample_weight, X)
-    log_weights = _initial_log_weights(init_weights, weights, n_clusters, X)
-    offset = X.mean(0)  # centring makes Q_k − ‖S_k‖²/N_k, behind σ², accurate
+    return warn_unconverged(em_fit(X, means, log_weights, sigma, weight=weight, **options), stacklevel=3)
+
+
+def em_options(sigma, weights, max_iter, tol) -> tuple[float | None, dict]:
+    """:func:`em`'s σ and options, checked; the options as keyword arguments of :func:`em_fit`."""
+    sigma = check_sigma(sigma, allow_zero=False, allow_none=True)
+    learn_weights = check_weights_mode(weights) == "learn"
+    max_iter = check_positive_int("max_iter", max_iter)
+    return sigma, dict(learn_weights=learn_weights, max_iter=max_iter, tol=check_real("tol", tol, low=0.0))
+
+
+def warn_unconverged(result: EMResult, stacklevel: int = 2) -> EMResult:
+    """``result``, after a ConvergenceWarning if EM ran out of iterations."""
+    if not result.converged:
+        warnings.warn(
+            f"EM stopped at max_iter={result.n_iter} before the log-likelihood settled within tol; "
+            "raise max_iter or tol",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+    return result
+
+
+def em_fit(
+    X: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    sigma: float | None,
+    *,
+    weight: torch.Tensor | None,
+    learn_weights: bool,
+    max_iter: int,
+    tol: float,
+    comm: Comm = LOCAL,
+) -> EMResult:
+    """:func:`em` on validated inputs (``sigma=None`` learns σ), without the warning.
+
+    The data are centred first (on the mean over all of ``comm``'s rows): that makes
+    ``Q_k − ‖S_k‖²/N_k``, behind σ², accurate.
+    """
+    offset = comm.sum_(X.sum(0))[0] / comm.total(X.shape[0])
     X, means = X - offset, means - offset
     learn_sigma = sigma is None
     if learn_sigma:
-        sigma = _initial_sigma(X, means, weight)
-    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
-        result = em_core(
-            X,
-            means,
-            log_weights,
-            sigma,
-            weight=weight,
-            learn_weights=weights == "learn",
-            learn_sigma=learn_sigma,
-            max_iter=max_iter,
-            tol=tol,
-        )
-    if not result.converged:
-        warnings.warn(
-            f"EM stopped at max_iter={max_iter} before the log-likelihood settled within tol={tol}; "
-            "raise max_iter or tol",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        sigma = _initial_sigma(X, means, weight, comm)
+    options = dict(learn_weights=learn_weights, learn_sigma=learn_sigma, max_iter=max_iter, tol=tol)
+    with serial_if_small(X.shape[0] * means.shape[0] * (X.shape[1] + 1)):
+        result = em_iterations(X, means, log_weights, sigma, weight=weight, comm=comm, **options)[0]
     return result._replace(means=result.means + offset)
 
 
-def _initial_log_weights(init_weights, mode, n_clusters, X) -> torch.Tensor:
+def initial_log_weights(init_weights, mode, n_clusters, X) -> torch.Tensor:
+    """Log mixing weights to start from: ``init_weights``, or 1/K (always 1/K with mode ``"equal"``)."""
     if mode == "equal" or init_weights is None:
         return X.new_full((n_clusters,), -math.log(n_clusters))
     return check_weights(init_weights, n_clusters, like=X).log()
 
 
-def _initial_sigma(X, means, weight) -> float:
-    """σ from the nearest-centroid assignment, ``sqrt(J / (N·D))``, kept off 0."""
+def _initial_sigma(X, means, weight, comm: Comm) -> float:
+    """σ from the nearest-centroid assignment, ``sqrt(J / (N·D))``, kept off 0 (``X`` centred)."""
     sq_dist = nearest_centroid(X, means)[1]
-    total = X.shape[0] if weight is None else weight.sum().item()
-    inertia = sq_dist.sum().item() if weight is None else (sq_dist @ weight).item()
-    scale = X.var(0, correction=0).mean().item()
+    total = comm.total(X.shape[0] if weight is None else weight.sum().item())
+    inertia = comm.total(sq_dist.sum().item() if weight is None else (sq_dist @ weight).item())
+    scale = comm.total(X.square().sum().item()) / (comm.total(X.shape[0]) * X.shape[1])
     return math.sqrt(max(inertia / (total * X.shape[1]), 1e-6 * scale, torch.finfo(X.dtype).tiny))
 
 
@@ -188,29 +221,6 @@ def m_step(
     return new_means, log_weights, sigma
 
 
-def em_core(
-    X: torch.Tensor,
-    means: torch.Tensor,
-    log_weights: torch.Tensor,
-    sigma: float,
-    *,
-    weight: torch.Tensor | None,
-    learn_weights: bool,
-    learn_sigma: bool,
-    max_iter: int,
-    tol: float,
-) -> EMResult:
-    """EM on validated inputs; see :func:`em`. ``tol`` is per unit of sample weight.
-
-    Returns
-    -------
-    EMResult
-        Without a warning; the caller decides what an unconverged run means.
-    """
-    options = dict(learn_weights=learn_weights, learn_sigma=learn_sigma, max_iter=max_iter, tol=tol)
-    return em_iterations(X, means, log_weights, sigma, weight=weight, **options)[0]
-
-
 def em_iterations(
     X: torch.Tensor,
     means: torch.Tensor,
@@ -223,20 +233,25 @@ def em_iterations(
     max_iter: int,
     tol: float,
     min_log_weight: float = -math.inf,
+    comm: Comm = LOCAL,
 ) -> tuple[EMResult, SufficientStats]:
-    """:func:`em_core`, also returning the E-step statistics at the returned parameters.
+    """EM iterations on centred, validated inputs; also the E-step statistics at the returned parameters.
+
+    ``tol`` is per unit of sample weight. Returns an :class:`EMResult` without a warning: the caller
+    decides what an unconverged run means.
 
     ``min_log_weight`` floors the learned log-weights (annealing keeps every born component alive).
+    ``comm`` sums the statistics over the rows of every process.
     """
-    total = X.shape[0] if weight is None else weight.sum().item()
-    stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight)
+    total = comm.total(X.shape[0] if weight is None else weight.sum().item())
+    stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight, comm=comm)
     history, converged = [stats.log_likelihood], False
     for _ in range(max_iter):
         means, log_weights, sigma = m_step(
             stats, means, learn_weights=learn_weights, learn_sigma=learn_sigma, sigma=sigma
         )
         log_weights = log_weights.clamp_min(min_log_weight)
-        stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight)
+        stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight, comm=comm)
         history.append(stats.log_likelihood)
         if history[-1] == history[-2] or abs(history[-1] - history[-2]) <= tol * total:  # −inf at σ → 0
             converged = True

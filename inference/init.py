@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ._comm import LOCAL, Comm
 from ._validation import (
     as_data,
     check_n_clusters,
@@ -66,11 +67,15 @@ def kmeans_plusplus(
         return kmeans_plusplus_core(X, n_clusters, weight, n_local_trials, generator)
 
 
-def _draw_rows(cumulative: torch.Tensor, n_draws: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices drawn with probability ∝ the increments of ``cumulative`` (inverse-CDF sampling)."""
+def _draw_rows(X, cumulative: torch.Tensor, n_draws: int, generator: torch.Generator, comm: Comm):
+    """Rows drawn with probability ∝ the increments of ``cumulative`` (inverse-CDF sampling).
+
+    Returns
+    -------
+    tensor of shape (n_draws, n_features)
+    """
     uniform = torch.rand(n_draws, generator=generator, dtype=cumulative.dtype, device=cumulative.device)
-    index = torch.searchsorted(cumulative, uniform * cumulative[-1])
-    return index.clamp_max_(cumulative.shape[0] - 1)
+    return comm.pick_rows(X, cumulative, uniform * comm.total(cumulative[-1].item()))
 
 
 def _potentials(X, weight, closest, candidates) -> torch.Tensor:
@@ -97,6 +102,7 @@ def kmeans_plusplus_core(
     weight: torch.Tensor,
     n_local_trials: int,
     generator: torch.Generator,
+    comm: Comm = LOCAL,
 ) -> torch.Tensor:
     """Greedy k-means++ on validated inputs; see :func:`kmeans_plusplus`.
 
@@ -107,22 +113,23 @@ def kmeans_plusplus_core(
     weight : tensor of shape (n_samples,)
     n_local_trials : int
     generator : torch.Generator
-        On the data's device.
+        On the data's device (the same seed in every process).
+    comm : Comm, default LOCAL
+        Where the other rows are: rows are drawn from all of them.
 
     Returns
     -------
     tensor of shape (n_clusters, n_features)
     """
     centres = X.new_empty(n_clusters, X.shape[1])
-    first = _draw_rows(torch.cumsum(weight.double(), 0), 1, generator)
-    centres[0] = X[first[0]]
+    centres[0] = _draw_rows(X, torch.cumsum(weight.double(), 0), 1, generator, comm)[0]
     closest = _distances_to(X, centres[0])
     for k in range(1, n_clusters):
         cumulative = torch.cumsum((weight * closest).double(), 0)
-        if cumulative[-1] <= 0:  # every row sits on a centre: draw by weight alone
+        if comm.total(cumulative[-1].item()) <= 0:  # every row sits on a centre: draw by weight alone
             cumulative = torch.cumsum(weight.double(), 0)
-        candidates = _draw_rows(cumulative, n_local_trials, generator)
-        best = candidates[_potentials(X, weight, closest, X[candidates]).argmin()]
-        centres[k] = X[best]
+        candidates = _draw_rows(X, cumulative, n_local_trials, generator, comm)
+        potentials = comm.sum_(_potentials(X, weight, closest, candidates))[0]
+        centres[k] = candidates[potentials.argmin()]
         torch.minimum(closest, _distances_to(X, centres[k]), out=closest)
     return centres

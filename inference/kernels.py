@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from threadpoolctl import ThreadpoolController
 
+from ._comm import LOCAL, Comm
+
 __all__ = [
     "SufficientStats",
     "batched_log_responsibilities",
@@ -224,6 +226,7 @@ def sufficient_stats(
     sample_weight: torch.Tensor | None = None,
     scatter: bool = False,
     chunk_size: int | None = None,
+    comm: Comm = LOCAL,
 ) -> SufficientStats:
     """The E step: responsibility-weighted sufficient statistics at σ, accumulated over row chunks.
 
@@ -239,6 +242,8 @@ def sufficient_stats(
         Also accumulate the per-component second-moment matrices.
     chunk_size : int, optional
         Rows per chunk.
+    comm : Comm, default LOCAL
+        Where the other rows are: the statistics are summed over its processes.
 
     Returns
     -------
@@ -279,6 +284,7 @@ def sufficient_stats(
             second += torch.einsum("nk,ni,nj->kij", gamma, x, X[rows])
         log_likelihood += log_density.sum()
         entropy += row_entropy.sum()
+    comm.sum_(counts, sums, sums_sq, log_likelihood, entropy, *([] if second is None else [second]))
     return SufficientStats(counts, sums, sums_sq, second, log_likelihood.item(), entropy.item())
 
 

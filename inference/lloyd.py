@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ._comm import LOCAL, Comm
 from ._validation import (
     as_data,
     check_means,
@@ -17,7 +18,7 @@ from ._validation import (
 )
 from .kernels import chunk_rows, serial_if_small, threadpools
 
-__all__ = ["LloydResult", "lloyd", "lloyd_core", "assign_labels", "labelled_sq_distances"]
+__all__ = ["LloydResult", "lloyd", "lloyd_core", "lloyd_options", "assign_labels", "labelled_sq_distances"]
 
 
 class LloydResult(NamedTuple):
@@ -77,10 +78,14 @@ def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None
     means = check_means(init, X.shape[1], like=X, name="init")
     check_n_clusters(means.shape[0], X, distinct=False)
     weight = check_sample_weight(sample_weight, X)
-    max_iter = check_positive_int("max_iter", max_iter)
-    tol = check_real("tol", tol, low=0.0)
+    options = lloyd_options(max_iter, tol)
     with serial_if_small(X.shape[0] * means.shape[0] * (X.shape[1] + 1)):
-        return lloyd_core(X, means, weight, max_iter=max_iter, tol=tol)
+        return lloyd_core(X, means, weight, **options)
+
+
+def lloyd_options(max_iter, tol) -> dict:
+    """:func:`lloyd`'s options, checked, as keyword arguments of :func:`lloyd_core`."""
+    return dict(max_iter=check_positive_int("max_iter", max_iter), tol=check_real("tol", tol, low=0.0))
 
 
 #: Up to this many clusters the CPU step works on (clusters × rows) blocks (``_sweep_few``): measured
@@ -186,22 +191,22 @@ def labelled_sq_distances(X: torch.Tensor, means: torch.Tensor, labels: torch.Te
     return out
 
 
-def _relocate_empty(X, weight, old_means, labels, sums, counts) -> None:
-    """Move empty centroids onto the rows farthest from their centroids (in place on sums, counts)."""
+def _relocate_empty(X, weight, old_means, labels, sums, counts, comm: Comm = LOCAL) -> None:
+    """Move empty centroids onto the rows farthest from their centroids (in place on sums, counts).
+
+    ``sums`` and ``counts`` are over all of ``comm``'s rows; the farthest rows are too.
+    """
     empty = torch.nonzero(counts == 0).flatten()
     if empty.numel() == 0:
         return
     distances = labelled_sq_distances(X, old_means, labels)
-    if distances.max() == 0:  # more centroids than distinct rows: nothing to move
+    if comm.maximum(distances.max().item()) == 0:  # more centroids than distinct rows: nothing to move
         return
-    n_empty = empty.numel()
     # The same farthest rows, in the same order, as scikit-learn picks them.
-    far = np.argpartition(distances.cpu().numpy(), -n_empty)[: -n_empty - 1 : -1].copy()
-    far = torch.from_numpy(far).to(X.device)
-    for new, row in zip(empty.tolist(), far.tolist(), strict=True):
-        w, old = weight[row], labels[row]
-        sums[old] -= X[row] * w
-        sums[new] = X[row] * w
+    rows, row_weights, row_labels = comm.farthest(distances, empty.numel(), X, weight, labels)
+    for new, x, w, old in zip(empty.tolist(), rows, row_weights, row_labels.tolist(), strict=True):
+        sums[old] -= x * w
+        sums[new] = x * w
         counts[new] = w
         counts[old] -= w
 
@@ -224,9 +229,9 @@ def _assign_sums(X, weighted, weight, means, unweighted):
     return labels, sums, torch.bincount(labels, weights=weight, minlength=n_clusters)
 
 
-def _update(X, weight, labels, old_means, sums, counts) -> torch.Tensor:
+def _update(X, weight, labels, old_means, sums, counts, comm: Comm = LOCAL) -> torch.Tensor:
     """The M step at σ = 0: weighted means of the rows of each label; empty clusters relocated."""
-    _relocate_empty(X, weight, old_means, labels, sums, counts)
+    _relocate_empty(X, weight, old_means, labels, sums, counts, comm)
     filled = counts > 0
     means = sums / torch.where(filled, counts, 1.0)[:, None]
     if not filled.all():  # relocation impossible: park the centroid on the heaviest cluster
@@ -242,6 +247,7 @@ def lloyd_core(
     max_iter: int,
     tol: float,
     centred: bool = False,
+    comm: Comm = LOCAL,
 ) -> LloydResult:
     """Lloyd's algorithm on validated inputs; see :func:`lloyd`.
 
@@ -255,17 +261,20 @@ def lloyd_core(
         Relative tolerance (scaled here by the mean feature variance of ``X``).
     centred : bool, default False
         ``X`` has (about) zero column means already: skip the centring copy.
+    comm : Comm, default LOCAL
+        Where the other rows are (every sum over rows goes through it).
 
     Returns
     -------
     LloydResult
     """
-    offset = X.new_zeros(X.shape[1]) if centred else X.mean(0)
+    n_samples = comm.total(X.shape[0])
+    offset = X.new_zeros(X.shape[1]) if centred else comm.sum_(X.sum(0))[0] / n_samples
     if not centred:
         X = X - offset  # centred, as scikit-learn does, for accurate distances
     means = means - offset
-    # mean_j Var(X_j) = Σ_n ‖x_n − x̄‖² / (N·D): one reduction
-    tol = tol * torch.linalg.vector_norm(X).square().item() / X.numel() if tol > 0 else 0.0
+    if tol > 0:  # mean_j Var(X_j) = Σ_n ‖x_n − x̄‖² / (N·D): one reduction
+        tol *= comm.total(torch.linalg.vector_norm(X).square().item()) / (n_samples * X.shape[1])
     unweighted = weight is None
     if unweighted:
         weight, weighted = torch.ones(X.shape[0], dtype=X.dtype, device=X.device), X
@@ -275,8 +284,9 @@ def lloyd_core(
     while n_iter < max_iter:
         n_iter += 1
         labels, sums, counts = _assign_sums(X, weighted, weight, means, unweighted)
-        means, old = _update(X, weight, labels, means, sums, counts), means
-        if labels_old is not None and torch.equal(labels, labels_old):
+        comm.sum_(sums, counts)
+        means, old = _update(X, weight, labels, means, sums, counts, comm), means
+        if labels_old is not None and not comm.any(not torch.equal(labels, labels_old)):
             strict = converged = True
             break
         if (means - old).square_().sum().item() <= tol:
@@ -285,5 +295,5 @@ def lloyd_core(
         labels_old = labels
     if not strict:  # the labels of the final centroids, as scikit-learn's last E step
         labels = _argmin_rows(X, means)
-    inertia = (labelled_sq_distances(X, means, labels) @ weight).item()
+    inertia = comm.total((labelled_sq_distances(X, means, labels) @ weight).item())
     return LloydResult(means + offset, labels, inertia, n_iter, converged)
