@@ -107,7 +107,9 @@ def absent(rank: int) -> dict:
 
 def main(case: str, rank: int, world_size: int, store: str, out: str) -> None:
     timeout = datetime.timedelta(seconds=3 if case == "absent" else 60)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size, timeout=timeout)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size, timeout=timeout
+    )
     try:
         torch.save({"fit": fit, "errors": errors, "absent": absent}[case](rank), out)
     finally:
