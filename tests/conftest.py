@@ -12,3 +12,16 @@ def three_blobs() -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.arange(3).repeat_interleave(20)
     X = centres[labels] + 0.5 * torch.randn(60, 2, generator=generator, dtype=torch.float64)
     return X, centres
+
+
+#: Every device test runs on the CPU and, where one is present, on a CUDA GPU.
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """A device to put the data on: ``cpu``, and ``cuda`` when a GPU is present (skipped otherwise)."""
+    return torch.device(request.param)
