@@ -45,12 +45,14 @@ class Annealer:
         self.cooling, self.learn_weights, self.max_iter, self.tol = cooling, learn_weights, max_iter, tol
         self.n_samples = comm.total(X.shape[0])
         self.total = comm.total(weight.sum().item())
-        self.scale = comm.total((weight @ X.square()).sum().item()) / (self.total * X.shape[1])
+        mean = comm.sum_(weight @ X)[0] / self.total  # about 0: X is centred unless its mean is small
+        second_moment = comm.total((weight @ row_sq_norms(X)).item()) / self.total
+        self.scale = max(second_moment - mean.square().sum().item(), 0.0) / X.shape[1]
         self.sigma_end = sigma_end
         # Below the floor every σ is the limit (1 when the rows all coincide: any σ is then fine).
         self.sigma_floor = 1e-4 * math.sqrt(self.scale) if self.scale > 0 else 1.0
         self.min_log_weight = math.log(torch.finfo(X.dtype).tiny)
-        self.means = X.new_zeros(1, X.shape[1])
+        self.means = mean[None]
         self.log_weights = X.new_zeros(1)
         self.labels = torch.zeros(X.shape[0], dtype=torch.long, device=X.device)
         self.min_sq: torch.Tensor | None = None
@@ -77,7 +79,7 @@ class Annealer:
                     raise RuntimeError("no cluster can split, though X has enough distinct rows")
                 return k
             rows = torch.nonzero(self.labels == k).flatten()
-            self.proposals[k] = propose_split(self.X[rows], self.weight[rows], self.comm)
+            self.proposals[k] = propose_split(self.X, self.weight[rows], self.comm, index=rows)
             self.stale[k] = False
 
     def _children_weights(self, k: int, p: SplitProposal) -> torch.Tensor:
@@ -152,7 +154,7 @@ class Annealer:
         ``max_j (log π_j − β d2_nj) ≥ log π_{z_n} − β d2_{n z_n}`` for the nearest centroid ``z_n``.
         """
         beta = 1.0 / (2.0 * self.sigma**2)
-        own = self.log_weights[k] - beta * row_sq_norms(self.X - self.means[k])
+        own = self.log_weights[k] - beta * row_sq_norms(self.X, self.means[k])
         bound = self.log_weights[self.labels] - beta * self.min_sq
         return torch.nonzero(own >= bound + math.log(ACTIVE)).flatten()
 
@@ -167,10 +169,8 @@ class Annealer:
         if self.stats is None or self.comm.total(rows.numel()) > LOCAL_FRACTION * self.n_samples:
             self.split(k)
             return self.equilibrate()
-        X, weight, comm = self.X[rows], self.weight[rows], self.comm
-        before = sufficient_stats(
-            X, self.means, self.log_weights, self.stats_sigma, sample_weight=weight, comm=comm
-        )
+        local = dict(sample_weight=self.weight, comm=self.comm, rows=rows)  # the rows near k only
+        before = sufficient_stats(self.X, self.means, self.log_weights, self.stats_sigma, **local)
         outside = _with_new_component(_combine(self.stats, before, -1.0))
         self.split(k)
         tol = self.tol * self.scale / (2.0 * self.sigma**2) * self.total
@@ -178,9 +178,7 @@ class Annealer:
         for _ in range(self.max_iter):
             stats = _combine(
                 outside,
-                sufficient_stats(
-                    X, self.means, self.log_weights, self.sigma, sample_weight=weight, comm=comm
-                ),
+                sufficient_stats(self.X, self.means, self.log_weights, self.sigma, **local),
             )
             if previous is not None and abs(stats.log_likelihood - previous) <= tol:
                 break
@@ -192,7 +190,7 @@ class Annealer:
             self.n_iter += 1
         self.settle(
             sufficient_stats(
-                self.X, self.means, self.log_weights, self.sigma, sample_weight=self.weight, comm=comm
+                self.X, self.means, self.log_weights, self.sigma, sample_weight=self.weight, comm=self.comm
             )
         )
 

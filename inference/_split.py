@@ -21,6 +21,8 @@ TWO_MEANS_ITER = 30
 SCREEN_TOL = 1e-4
 #: A move is kept when it lowers the inertia by more than this fraction.
 MIN_GAIN = 1e-4
+#: A cell of at most this many entries (rows × features) is copied out of X to be split.
+COPY_ENTRIES = 1 << 22
 #: Moves estimated to raise the inertia by more than this fraction are not tried.
 SLACK = 0.05
 
@@ -50,13 +52,53 @@ class SplitProposal(NamedTuple):
     gain: float
 
 
-def _principal_axis(Z: torch.Tensor, u: torch.Tensor, total: float, comm: Comm) -> tuple[float, torch.Tensor]:
-    """Top eigenpair of the weighted covariance ``Σ u z zᵀ / Σ u`` of centred rows ``Z``.
+class _Cell:
+    """The rows ``X[index]`` of one cluster (all of ``X`` without an index), read a chunk at a time.
+
+    A small cell is copied out of ``X`` once; a large one (more than ``COPY_ENTRIES`` entries) is
+    gathered a chunk of rows at a time, so no copy of a big share of ``X`` is ever held.
+    """
+
+    def __init__(self, X: torch.Tensor, index: torch.Tensor | None = None):
+        if index is not None and index.numel() * X.shape[1] <= COPY_ENTRIES:
+            X, index = X[index], None
+        self.X, self.index = X, index
+        self.n_rows = X.shape[0] if index is None else index.shape[0]
+
+    def _chunks(self):
+        for rows in chunk_rows(self.n_rows, self.X.shape[1]):
+            yield rows, (self.X[rows] if self.index is None else self.X[self.index[rows]])
+
+    def weighted_sum(self, u: torch.Tensor) -> torch.Tensor:
+        """``Σ_n u_n y_n``, of shape (n_features,)."""
+        total = self.X.new_zeros(self.X.shape[1])
+        for rows, y in self._chunks():
+            total += u[rows] @ y
+        return total
+
+    def project(self, v: torch.Tensor) -> torch.Tensor:
+        """``y_n · v`` of each row, of shape (n_rows,)."""
+        out = self.X.new_empty(self.n_rows)
+        for rows, y in self._chunks():
+            torch.mv(y, v, out=out[rows])
+        return out
+
+    def scatter(self, u: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """``Σ_n u_n (y_n − m)(y_n − m)ᵀ``, of shape (n_features, n_features)."""
+        total = self.X.new_zeros(self.X.shape[1], self.X.shape[1])
+        for rows, y in self._chunks():
+            z = y - mean
+            total += (z * u[rows, None]).T @ z
+        return total
+
+
+def _principal_axis(cell: _Cell, u, mean, total: float, comm: Comm) -> tuple[float, torch.Tensor]:
+    """Top eigenpair of the cell's weighted covariance ``Σ u (y − m)(y − m)ᵀ / Σ u``.
 
     The eigenvector's sign is fixed (its largest entry positive), so that the same covariance up to
     rounding gives the same sides.
     """
-    cov = comm.sum_((Z * u[:, None]).T @ Z)[0] / total
+    cov = comm.sum_(cell.scatter(u, mean))[0] / total
     values, vectors = torch.linalg.eigh(cov)
     axis = vectors[:, -1]
     if axis[axis.abs().argmax()] < 0:
@@ -64,35 +106,39 @@ def _principal_axis(Z: torch.Tensor, u: torch.Tensor, total: float, comm: Comm) 
     return max(values[-1].item(), 0.0), axis
 
 
-def _two_means(Y, u, side, comm: Comm):
+def _two_means(cell: _Cell, u, sums, total, side, comm: Comm):
     """2-means from an initial partition ``side`` (bool): the two weighted means and masses."""
-    total, sums = comm.total(u.sum().item()), comm.sum_(u @ Y)[0]
     for _ in range(TWO_MEANS_ITER):
         ua = u * side
-        sums_a = comm.sum_(ua @ Y)[0]
+        sums_a = comm.sum_(cell.weighted_sum(ua))[0]
         mass_a = comm.total(ua.sum().item())
         mass_b = total - mass_a
         if mass_a <= 0 or mass_b <= 0:
             return None
         left = sums_a / mass_a
         right = (sums - sums_a) / mass_b
-        # Nearer to left than right: x·(l − r) > (‖l‖² − ‖r‖²) / 2.
-        new_side = Y @ (left - right) > 0.5 * (left @ left - right @ right)
+        # Nearer to left than right: y·(l − r) > (‖l‖² − ‖r‖²) / 2.
+        new_side = cell.project(left - right) > 0.5 * (left @ left - right @ right)
         if not comm.any(not torch.equal(new_side, side)):
             break
         side = new_side
     return left, right, mass_a, mass_b
 
 
-def propose_split(Y: torch.Tensor, u: torch.Tensor, comm: Comm = LOCAL) -> SplitProposal:
-    """Split the cluster of rows ``Y`` (weights ``u``) in two.
+def propose_split(
+    X: torch.Tensor, u: torch.Tensor, comm: Comm = LOCAL, index: torch.Tensor | None = None
+) -> SplitProposal:
+    """Split the cluster of rows ``X`` (or ``X[index]``), of weights ``u``, in two.
 
     Parameters
     ----------
-    Y : tensor of shape (n_rows, n_features)
+    X : tensor of shape (n_samples, n_features)
     u : tensor of shape (n_rows,)
+        The weights of the cluster's rows.
     comm : Comm, default LOCAL
         Where the cluster's other rows are.
+    index : long tensor of shape (n_rows,), optional
+        The cluster's rows of ``X`` (default: all of them).
 
     Returns
     -------
@@ -100,13 +146,14 @@ def propose_split(Y: torch.Tensor, u: torch.Tensor, comm: Comm = LOCAL) -> Split
         The sides start as the halves on either side of the weighted mean along the principal axis
         (Boley's principal direction divisive partitioning) and are polished by 2-means.
     """
+    cell = _Cell(X, index)
     total = comm.total(u.sum().item())
-    mean = comm.sum_(u @ Y)[0] / total if total > 0 else Y.new_zeros(Y.shape[1])
-    if comm.total(Y.shape[0]) < 2 or total <= 0:
+    sums = comm.sum_(cell.weighted_sum(u))[0]
+    mean = sums / total if total > 0 else X.new_zeros(X.shape[1])
+    if comm.total(cell.n_rows) < 2 or total <= 0:
         return SplitProposal(0.0, mean, mean, total, 0.0, 0.0)
-    Z = Y - mean
-    lam, axis = _principal_axis(Z, u, total, comm)
-    found = _two_means(Y, u, Z @ axis > 0, comm) if lam > 0 else None
+    lam, axis = _principal_axis(cell, u, mean, total, comm)
+    found = _two_means(cell, u, sums, total, cell.project(axis) > mean @ axis, comm) if lam > 0 else None
     if found is None:
         return SplitProposal(lam, mean, mean, total, 0.0, 0.0)
     left, right, mass_a, mass_b = found
@@ -137,7 +184,7 @@ def _cell_proposals(X, weight, labels, n_clusters, comm: Comm) -> list[SplitProp
     proposals, start = [], 0
     for count in counts:
         rows = order[start : start + count]
-        proposals.append(propose_split(X[rows], weight[rows], comm))
+        proposals.append(propose_split(X, weight[rows], comm, index=rows))
         start += count
     return proposals
 
@@ -169,7 +216,7 @@ def split_merge(
 ) -> tuple[LloydResult, int]:
     """Split-merge moves at σ = 0 until none of the ``n_trials`` most promising ones lowers the inertia.
 
-    ``X`` is centred (column means about 0).
+    ``X`` is centred, or its mean is small compared with its spread (see ``anneal``).
 
     A move deletes centroid j (its rows go to their next-nearest centroids) and splits cluster i in
     two (:func:`propose_split`), then runs Lloyd's algorithm to a fixed point; it is kept when the

@@ -66,12 +66,17 @@ def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None) -
         yield slice(start, min(start + chunk_size, n_samples))
 
 
-def row_sq_norms(X: torch.Tensor) -> torch.Tensor:
-    """``‖x_n‖²`` of each row, of shape (n_rows,).
+def row_sq_norms(X: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
+    """``‖x_n‖²`` (or ``‖x_n − c‖²``) of each row, of shape (n_rows,), a chunk of rows at a time.
 
     A matrix-vector product: on CPU, ``(X * X).sum(-1)`` over a short last axis is ~10x slower.
+    The squares of a chunk only are held at once, never a copy of ``X``.
     """
-    return torch.mv(X * X, X.new_ones(X.shape[-1]))
+    out, ones = X.new_empty(X.shape[0]), X.new_ones(X.shape[-1])
+    for rows in chunk_rows(X.shape[0], X.shape[-1]):
+        x = X[rows] if centre is None else X[rows] - centre
+        torch.mv(x.square_() if centre is not None else x * x, ones, out=out[rows])
+    return out
 
 
 def squared_distances(
@@ -227,6 +232,7 @@ def sufficient_stats(
     scatter: bool = False,
     chunk_size: int | None = None,
     comm: Comm = LOCAL,
+    rows: torch.Tensor | None = None,
 ) -> SufficientStats:
     """The E step: responsibility-weighted sufficient statistics at σ, accumulated over row chunks.
 
@@ -244,6 +250,8 @@ def sufficient_stats(
         Rows per chunk.
     comm : Comm, default LOCAL
         Where the other rows are: the statistics are summed over its processes.
+    rows : long tensor of shape (n_rows,), optional
+        Only these rows of ``X`` (and of ``sample_weight``), gathered a chunk at a time.
 
     Returns
     -------
@@ -254,12 +262,16 @@ def sufficient_stats(
     sums = X.new_zeros(n_clusters, n_features)
     sums_sq = X.new_zeros(n_clusters)
     second = X.new_zeros(n_clusters, n_features, n_features) if scatter else None
-    if scatter and chunk_size is None:  # the einsum holds a (rows, K, D) product
-        chunk_size = max(1, CHUNK_ENTRIES // (n_clusters * n_features))
+    if chunk_size is None:  # (rows, K) responsibilities, (rows, D) weighted rows, (rows, K, D) scatter
+        chunk_size = max(
+            1, CHUNK_ENTRIES // (n_clusters * n_features if scatter else max(n_clusters, n_features))
+        )
     log_likelihood, entropy = X.new_zeros(()), X.new_zeros(())
     hard = hard_temperature(sigma, X.dtype)
-    for rows in chunk_rows(X.shape[0], n_clusters, chunk_size):
-        x = X[rows]
+    n_rows = X.shape[0] if rows is None else rows.shape[0]
+    for chunk in chunk_rows(n_rows, n_clusters, chunk_size):
+        chunk = chunk if rows is None else rows[chunk]
+        x = X[chunk]
         x_sq = row_sq_norms(x)
         if hard:
             gamma = log_responsibilities(x, means, log_weights, sigma)[0].exp_()
@@ -271,7 +283,7 @@ def sufficient_stats(
             weighted_logits = (gamma * tempered.logits).nan_to_num_(0.0, neginf=0.0).sum(-1)
             row_entropy = tempered.lse.squeeze(-1) - weighted_logits
         if sample_weight is not None:  # weight the (rows, D) side, not the (rows, K) one
-            w = sample_weight[rows]
+            w = sample_weight[chunk]
             x, x_sq = x * w[:, None], x_sq * w
             counts += w @ gamma
             log_density = torch.where(w > 0, log_density * w, 0.0)
@@ -281,7 +293,7 @@ def sufficient_stats(
         sums += (x.T @ gamma).T  # 3x faster than gamma.T @ x on CPU
         sums_sq += x_sq @ gamma
         if second is not None:  # x already carries the weights
-            second += torch.einsum("nk,ni,nj->kij", gamma, x, X[rows])
+            second += torch.einsum("nk,ni,nj->kij", gamma, x, X[chunk])
         log_likelihood += log_density.sum()
         entropy += row_entropy.sum()
     comm.sum_(counts, sums, sums_sq, log_likelihood, entropy, *([] if second is None else [second]))

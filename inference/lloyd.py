@@ -109,8 +109,8 @@ def _sweep_rows(x: np.ndarray, means: np.ndarray, labels: np.ndarray) -> None:
         labels[start:stop] = np.add(d, bias, out=d).argmin(1)
 
 
-def _sweep_few(x, means, labels, weighted=None, weight=None):
-    """:func:`_sweep_rows` for a few clusters, on (clusters × rows) blocks; with ``weighted``, also the M-step sums.
+def _sweep_few(x, means, labels, sums=False, weight=None):
+    """:func:`_sweep_rows` for a few clusters, on (clusters × rows) blocks; with ``sums``, also the M-step sums.
 
     A row-wise ``argmin`` over a handful of columns costs a call per row. Here the distances of a
     chunk are a (K, rows) block: the minimum runs down its K contiguous rows, the one-hot matrix
@@ -121,7 +121,7 @@ def _sweep_few(x, means, labels, weighted=None, weight=None):
     Returns
     -------
     sums : ndarray of shape (n_clusters, n_features) and counts : ndarray of shape (n_clusters,),
-    or None without ``weighted``.
+    or None without ``sums``. ``weight`` (optional) weighs the rows in them, a chunk at a time.
     """
     n_rows, n_clusters = x.shape[0], means.shape[0]
     scaled, bias = -2.0 * means, np.einsum("kd,kd->k", means, means)[:, None]
@@ -129,8 +129,9 @@ def _sweep_few(x, means, labels, weighted=None, weight=None):
     d = np.empty((n_clusters, chunk), dtype=x.dtype)
     hits, low = np.empty_like(d), np.empty(chunk, dtype=x.dtype)
     index = np.stack([np.ones(n_clusters), np.arange(n_clusters)]).astype(x.dtype)
-    sums = None if weighted is None else np.zeros((n_clusters, x.shape[1]), dtype=x.dtype)
-    counts = None if weighted is None else np.zeros(n_clusters, dtype=x.dtype)
+    sums, counts = (
+        (np.zeros((n_clusters, x.shape[1]), x.dtype), np.zeros(n_clusters, x.dtype)) if sums else (None, None)
+    )
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         block, hit, lo = d[:, : stop - start], hits[:, : stop - start], low[: stop - start]
@@ -144,10 +145,11 @@ def _sweep_few(x, means, labels, weighted=None, weight=None):
             labels[start + ties] = first
             hit[:, ties] = 0
             hit[first, ties] = 1
-        if weighted is not None:
-            sums += hit @ weighted[start:stop]
+        if sums is not None:
+            rows = x[start:stop] if weight is None else x[start:stop] * weight[start:stop, None]
+            sums += hit @ rows
             counts += hit.sum(1) if weight is None else hit @ weight[start:stop]
-    return None if weighted is None else (sums, counts)
+    return None if sums is None else (sums, counts)
 
 
 def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -211,21 +213,23 @@ def _relocate_empty(X, weight, old_means, labels, sums, counts, comm: Comm = LOC
         counts[old] -= w
 
 
-def _assign_sums(X, weighted, weight, means, unweighted):
+def _assign_sums(X, weight, means, unweighted):
     """The E step and the M-step sums in one sweep: ``(labels, sums, counts)``.
 
-    ``weighted`` is ``w x`` (``X`` itself when ``unweighted``).
+    The rows are weighted a chunk at a time (no weighted copy of ``X``); not at all when ``unweighted``.
     """
     n_clusters, n_features = means.shape
     if X.device.type == "cpu" and n_clusters <= FEW_CLUSTERS:
         labels = torch.empty(X.shape[0], dtype=torch.long)
         w = None if unweighted else weight.numpy()
         with threadpools().limit(limits=1, user_api="blas"):
-            sums, counts = _sweep_few(X.numpy(), means.numpy(), labels.numpy(), weighted.numpy(), w)
+            sums, counts = _sweep_few(X.numpy(), means.numpy(), labels.numpy(), True, w)
         return labels, torch.from_numpy(sums), torch.from_numpy(counts)
     labels = _argmin_rows(X, means)
     index = labels[:, None].expand(-1, n_features)
-    sums = weighted.new_zeros(n_clusters, n_features).scatter_add_(0, index, weighted)
+    sums = X.new_zeros(n_clusters, n_features)
+    for rows in chunk_rows(X.shape[0], n_features):
+        sums.scatter_add_(0, index[rows], X[rows] if unweighted else X[rows] * weight[rows, None])
     return labels, sums, torch.bincount(labels, weights=weight, minlength=n_clusters)
 
 
@@ -277,13 +281,11 @@ def lloyd_core(
         tol *= comm.total(torch.linalg.vector_norm(X).square().item()) / (n_samples * X.shape[1])
     unweighted = weight is None
     if unweighted:
-        weight, weighted = torch.ones(X.shape[0], dtype=X.dtype, device=X.device), X
-    else:
-        weighted = X * weight[:, None]
+        weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
     labels_old, strict, converged, n_iter = None, False, False, 0
     while n_iter < max_iter:
         n_iter += 1
-        labels, sums, counts = _assign_sums(X, weighted, weight, means, unweighted)
+        labels, sums, counts = _assign_sums(X, weight, means, unweighted)
         comm.sum_(sums, counts)
         means, old = _update(X, weight, labels, means, sums, counts, comm), means
         if labels_old is not None and not comm.any(not torch.equal(labels, labels_old)):

@@ -3,30 +3,43 @@
 Chains run one after another in this process, each under ``pyro.poutine.seed`` with a seed derived
 from the caller's, so the draws depend on the seed alone and the caller's global RNG state (and Pyro's
 parameter store) are left as they were.
+
+NUTS moves on one flat vector θ, Pyro's unconstrained coordinates of the sites laid end to end
+(:class:`FlatLayout`): one site instead of three saves Pyro's per-site bookkeeping at every leapfrog
+step. With ``potential="closed_form"`` the kernel takes U(θ) and ∇U(θ) together from
+:class:`ClosedFormPotential` (:class:`_GradientNUTS`) instead of asking autograd for ∇U at every step.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from typing import NamedTuple
 
 import numpy as np
 import pyro
 import torch
+from pyro.distributions.util import scalar_like
 from pyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, init_to_value
+from pyro.infer.mcmc.nuts import _TreeInfo
 from pyro.infer.mcmc.util import initialize_model
+from pyro.util import torch_isnan
+from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
 from ..models import Priors, spherical_gmm_marginal
 from ._validation import check_positive_int, check_real
-from .density import MarginalPotential
+from .density import _check_parametrization
 from .gibbs import initial_state
 from .idata import PosteriorDraws
+from .kernels import CHUNK_ENTRIES
 
-__all__ = ["chain_seeds", "run_nuts", "run_svi"]
+__all__ = ["ClosedFormPotential", "FlatLayout", "chain_seeds", "run_nuts", "run_svi"]
 
 POTENTIALS = ("closed_form", "program")
 GUIDES = {"svi": AutoMultivariateNormal, "map": AutoDelta}
+_SIMPLEX = biject_to(constraints.simplex)  # torch's StickBreakingTransform, as in Pyro
 
 
 def chain_seeds(seed: int, num_chains: int) -> list[int]:
@@ -44,30 +57,270 @@ def _init_values(X: torch.Tensor, n_clusters: int, sigma: float | None, seed: in
     return values
 
 
-class _CountingPotential:
-    """Pyro's traced potential with a count of its evaluations (one per leapfrog step)."""
+class FlatLayout(NamedTuple):
+    """Where each site sits in the flat unconstrained vector θ that NUTS moves on.
 
-    def __init__(self, potential_fn):
-        self.potential_fn = potential_fn
+    ``θ = (u, means[0], ..., means[K-1], log σ)``: ``u`` (K − 1 numbers) maps to ``weights`` by torch's
+    stick-breaking transform, the means are unconstrained, and ``log σ`` is there only when σ is
+    learned. These are the coordinates Pyro gives the sites of
+    :func:`~kmeans_limit.models.spherical_gmm_marginal` (``biject_to`` of their supports), end to end.
+    """
+
+    n_clusters: int
+    n_features: int
+    learn_sigma: bool
+
+    @property
+    def size(self) -> int:
+        """The length of θ: ``K − 1 + K·D``, plus 1 when σ is learned."""
+        return self.n_clusters - 1 + self.n_clusters * self.n_features + int(self.learn_sigma)
+
+    def pack(
+        self, weights: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """θ of shape (size,) from the site values ``weights`` (K,), ``means`` (K, D) and ``sigma`` ()."""
+        parts = [_SIMPLEX.inv(weights), means.reshape(-1)]
+        if self.learn_sigma:
+            parts.append(sigma.log().reshape(1))
+        return torch.cat(parts)
+
+    def sites(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pyro's unconstrained value of each site, as views of θ of shape (..., size)."""
+        K, D = self.n_clusters, self.n_features
+        means = theta[..., K - 1 : K - 1 + K * D].reshape(*theta.shape[:-1], K, D)
+        sites = {"weights": theta[..., : K - 1], "means": means}
+        if self.learn_sigma:
+            sites["sigma"] = theta[..., -1]
+        return sites
+
+    def constrain(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Site values ``weights`` (..., K), ``means`` (..., K, D) and ``sigma`` (...) from θ (..., size)."""
+        sites = self.sites(theta)
+        values = {"weights": _SIMPLEX(sites["weights"]), "means": sites["means"]}
+        if self.learn_sigma:
+            values["sigma"] = sites["sigma"].exp()
+        return values
+
+
+def _stick_breaking_log(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log z`` (K − 1,) and ``log w`` (K,) for stick fractions ``z = sigmoid(x)``, ``w_k = z_k Π_{j<k} (1 − z_j)``."""
+    log_z = -np.logaddexp(0.0, -x)
+    log_weights = np.append(log_z, 0.0)
+    log_weights[1:] += np.cumsum(log_z - x)  # log(1 − z) = log z − x
+    return log_z, log_weights
+
+
+def _stick_breaking_grad(a: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``∂/∂u_i Σ_k a_k log w_k(u) = a_i − z_i Σ_{j≥i} a_j``: a (K,), z (K − 1,) → (K − 1,)."""
+    return a[:-1] - z * np.cumsum(a[::-1])[::-1][:-1]
+
+
+def _log_density_constant(
+    n_samples: int, n_features: int, n_clusters: int, priors: Priors, learn_sigma: bool
+):
+    """The terms of ``log p(X, θ)`` free of θ: the normalisers of the Dirichlet, the Normals and the σ prior."""
+    alpha, two_pi = priors.alpha, 2.0 * math.pi
+    constant = math.lgamma(n_clusters * alpha) - n_clusters * math.lgamma(alpha)
+    constant -= n_clusters * n_features * math.log(priors.tau0 * math.sqrt(two_pi))
+    constant -= 0.5 * n_samples * n_features * math.log(two_pi)
+    if learn_sigma:
+        constant += priors.a0 * math.log(priors.b0) - math.lgamma(priors.a0) + math.log(2.0)
+    return constant
+
+
+class ClosedFormPotential:
+    """The potential NUTS moves on, ``U(θ) = −log p(X, sites(θ)) − log|det ∂sites/∂θ|``, in closed form.
+
+    The same function as the potential Pyro derives by tracing
+    :func:`~kmeans_limit.models.spherical_gmm_marginal` (a test holds value and gradient to it), on the
+    flat θ of :class:`FlatLayout`. One chunked pass over the data gives ``Σ_n log p(x_n | θ)``, the
+    responsibility-weighted counts ``N_k`` and sums ``S_k``; the gradient follows by Fisher's identity.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features)
+    layout : FlatLayout
+    priors : Priors
+    sigma : float, optional
+        The fixed σ, given exactly when ``layout.learn_sigma`` is False.
+
+    Attributes
+    ----------
+    n_calls : int
+        Evaluations so far (NUTS makes one per leapfrog step, which gives its tree depth).
+
+    Notes
+    -----
+    With ``w = stick_breaking(u)``, the Dirichlet(α) log density ``(α − 1) Σ_k log w_k`` and the
+    transform's log-Jacobian ``Σ_{i<K−1} [log w_i + log(1 − z_i)]`` add up to ``α Σ_k log w_k`` (the
+    ``z_i`` are the stick fractions and ``Σ_i log(1 − z_i) = log w_K``). With ``a_k = N_k + α`` and
+    ``γ_nk`` the responsibilities, the gradients of the log density are::
+
+        ∂/∂u_i    = a_i − z_i Σ_{j≥i} a_j
+        ∂/∂μ_k    = (S_k − N_k μ_k)/σ² − (μ_k − m0)/τ0²
+        ∂/∂log σ  = (Σ_nk γ_nk ‖x_n − μ_k‖² + 2 b0)/σ² − N·D − 2 a0          (σ learned)
+
+    Data and means are centred at the data mean, which keeps ``‖x − μ‖² = ‖x‖² − 2 x·μ + ‖μ‖²``
+    accurate in float32. The pass over the data runs in their dtype on their device, in blocks of
+    (K, rows) so that the reductions over K run along the short axis; the O(K·D) remainder runs in
+    float64 NumPy, where an operation on a K-vector costs a fraction of torch's dispatch.
+    """
+
+    def __init__(self, X: torch.Tensor, layout: FlatLayout, priors: Priors, sigma: float | None = None):
+        if layout.learn_sigma != (sigma is None):
+            raise ValueError(f"sigma={sigma!r} does not match layout.learn_sigma={layout.learn_sigma}")
+        n_samples, n_features = X.shape
+        self.layout, self.priors, self.n_calls = layout, priors, 0
+        centre = X.mean(0)
+        centred = X - centre
+        self._rows = torch.cat([centred, centred.new_ones(n_samples, 1)], 1)  # (N, D + 1): [x_n − x̄, 1]
+        self._columns = self._rows.T.contiguous()  # (D + 1, N)
+        self._centre = centre.cpu().double().numpy()
+        self._sum_sq = float(centred.double().square().sum())
+        self._n_entries = n_samples * n_features
+        self._offsets = np.log(np.arange(layout.n_clusters - 1, 0, -1, dtype=np.float64))  # log(K − 1 − i)
+        self._chunk = max(1, CHUNK_ENTRIES // layout.n_clusters)
+        self._log_sigma = None if sigma is None else math.log(sigma)
+        self._constant = _log_density_constant(
+            n_samples, n_features, layout.n_clusters, priors, sigma is None
+        )
+
+    def __call__(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``U`` at ``{"theta": θ}``, differentiable by autograd (Pyro's step-size search calls this)."""
+        return _PotentialFunction.apply(params["theta"], self)
+
+    def value_and_grad(self, params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``U(θ)`` (a 0-dim tensor) and ``{"theta": ∇U(θ)}`` at ``{"theta": θ}``, in θ's dtype and device."""
+        theta = params["theta"]
+        value, grad = self.evaluate(theta.detach().cpu().double().numpy())
+        return theta.new_tensor(value), {"theta": torch.from_numpy(grad).to(theta.device, theta.dtype)}
+
+    def evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``U`` and ``∇U`` (shape (size,)) at a float64 θ of shape (size,)."""
+        self.n_calls += 1
+        K, D, p = self.layout.n_clusters, self.layout.n_features, self.priors
+        means = theta[K - 1 : K - 1 + K * D].reshape(K, D)
+        log_sigma = theta[-1] if self._log_sigma is None else self._log_sigma
+        with np.errstate(all="ignore"):  # a far leapfrog step gives NaN, which Pyro takes for a divergence
+            precision = np.exp(-2.0 * log_sigma)
+            log_z, log_weights = _stick_breaking_log(theta[: K - 1] - self._offsets)
+            centred = means - self._centre
+            centred_sq = np.einsum("kd,kd->k", centred, centred)
+            log_lik, stats = self._e_step(centred * precision, log_weights - 0.5 * precision * centred_sq)
+            sums, counts = stats[:, :D], stats[:, D]
+            offset = means - p.m0
+            value = log_lik - 0.5 * precision * self._sum_sq - self._n_entries * log_sigma + self._constant
+            value += p.alpha * log_weights.sum() - 0.5 * np.vdot(offset, offset) / p.tau0**2
+            grad = np.empty(self.layout.size)
+            grad[: K - 1] = _stick_breaking_grad(counts + p.alpha, np.exp(log_z))
+            grad[K - 1 : K - 1 + K * D] = (
+                (sums - counts[:, None] * centred) * precision - offset / p.tau0**2
+            ).ravel()
+            if self._log_sigma is None:
+                residual = self._sum_sq - 2.0 * np.vdot(centred, sums) + counts @ centred_sq
+                value -= 2.0 * p.a0 * log_sigma + p.b0 * precision
+                grad[-1] = (residual + 2.0 * p.b0) * precision - self._n_entries - 2.0 * p.a0
+        return -float(value), -grad
+
+    def _e_step(self, scaled: np.ndarray, bias: np.ndarray) -> tuple[float, np.ndarray]:
+        """``Σ_n logsumexp_k(x_n·scaled_k + bias_k)`` (x centred) and ``[S | N]`` of shape (K, D + 1)."""
+        weights = torch.from_numpy(np.column_stack([scaled, bias])).to(self._rows.device, self._rows.dtype)
+        log_lik, stats = 0.0, 0.0
+        for start in range(0, self._rows.shape[0], self._chunk):
+            block = slice(start, start + self._chunk)
+            logits = weights @ self._columns[:, block]  # (K, rows)
+            top = logits.amax(0)
+            gamma = logits.sub_(top).exp_()
+            total = gamma.sum(0)
+            stats = stats + gamma.div_(total) @ self._rows[block]
+            log_lik += float(total.log_().sum() + top.sum())
+        return log_lik, stats.cpu().double().numpy()
+
+
+class _PotentialFunction(torch.autograd.Function):
+    """``U(θ)`` as an autograd node whose gradient comes from the same pass as the value."""
+
+    @staticmethod
+    def forward(ctx, theta, potential):
+        value, grads = potential.value_and_grad({"theta": theta})
+        ctx.save_for_backward(grads["theta"])
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return grad_output * grad, None
+
+
+class _GradientNUTS(NUTS):
+    """Pyro's NUTS whose leapfrog steps take ``U`` and ``∇U`` from ``potential_fn.value_and_grad``.
+
+    Pyro's integrator asks autograd for ``∇U`` at every step (``pyro.ops.integrator.potential_grad``);
+    with the gradient in closed form that machinery, not the potential, would be the main cost of a
+    step. Only ``_build_basetree`` (one leapfrog step and its energy bookkeeping, as in Pyro 1.9) is
+    replaced, with the same arithmetic; tree building, adaptation and the step-size search are Pyro's.
+    A test holds its chains equal to those of Pyro's own kernel on the program's traced potential.
+    """
+
+    def _build_basetree(self, z, r, z_grads, log_slice, direction, energy_current):
+        step_size = self.step_size if direction == 1 else -self.step_size
+        adapter = self.mass_matrix_adapter
+        r_half = {name: value - 0.5 * step_size * z_grads[name] for name, value in r.items()}
+        velocity = adapter.kinetic_grad(r_half)
+        z_new = {name: value + step_size * velocity[name] for name, value in z.items()}
+        potential_energy, z_new_grads = self.potential_fn.value_and_grad(z_new)
+        r_new = {name: value - 0.5 * step_size * z_new_grads[name] for name, value in r_half.items()}
+        r_new_unscaled = adapter.unscale(r_new)
+        energy_new = potential_energy + self._kinetic_energy(r_new_unscaled)
+        energy_new = scalar_like(energy_new, float("inf")) if torch_isnan(energy_new) else energy_new
+        sliced_energy = energy_new + log_slice
+        diverging = sliced_energy > self._max_sliced_energy
+        accept_prob = (energy_current - energy_new).exp().clamp(max=1.0)
+        if self.use_multinomial_sampling:
+            tree_weight = -sliced_energy
+        else:
+            tree_weight = scalar_like(sliced_energy, 1.0 if sliced_energy <= 0 else 0.0)
+        leaf = (z_new, r_new, r_new_unscaled, z_new_grads)
+        proposal = (z_new, potential_energy, z_new_grads)
+        return _TreeInfo(
+            *leaf, *leaf, *proposal, r_new_unscaled, tree_weight, False, diverging, accept_prob, 1
+        )
+
+
+class _ProgramPotential:
+    """Pyro's traced potential of the program, called on the flat θ, with a count of its evaluations."""
+
+    def __init__(self, potential_fn, layout: FlatLayout):
+        self.potential_fn, self.layout = potential_fn, layout
         self.n_calls = 0
 
-    def __call__(self, params):
+    def __call__(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         self.n_calls += 1
-        return self.potential_fn(params)
+        return self.potential_fn(self.layout.sites(params["theta"]))
+
+
+def _program_potential(X, model_kwargs: dict, layout: FlatLayout, seed: int, jit_compile: bool):
+    """The potential Pyro traces from the program (``initialize_model``), on θ; its coordinates checked."""
+    with pyro.poutine.seed(rng_seed=seed):  # initialize_model runs the program once, drawing from the priors
+        _, potential_fn, transforms, _ = initialize_model(
+            spherical_gmm_marginal, (X,), model_kwargs, jit_compile=jit_compile, skip_jit_warnings=True
+        )
+    _check_parametrization(transforms, X.dtype)
+    return _ProgramPotential(potential_fn, layout)
 
 
 class _NutsRecorder:
     """An MCMC ``hook_fn``: per-draw step size, divergence, leapfrog steps and tree depth."""
 
-    def __init__(self, potential, num_samples: int, chain: int):
-        self.potential, self.chain = potential, chain
+    def __init__(self, potential, layout: FlatLayout, num_samples: int, chain: int):
+        self.potential, self.layout, self.chain = potential, layout, chain
         self.stats = {name: np.zeros(num_samples) for name in ("step_size", "n_steps", "tree_depth")}
         self.stats["diverging"] = np.zeros(num_samples, dtype=bool)
         self.calls_before, self.divergences = 0, 0
 
     def __call__(self, kernel, params, stage, i):
         n_steps, self.calls_before = self.potential.n_calls - self.calls_before, self.potential.n_calls
-        for name, value in params.items():
+        for name, value in self.layout.sites(params["theta"]).items():
             if not torch.isfinite(value).all():
                 raise FloatingPointError(
                     f"NUTS produced a non-finite {name} at {stage.lower()} step {i} of chain {self.chain}"
@@ -85,36 +338,31 @@ class _NutsRecorder:
 def _nuts_chain(X, model_kwargs, *, seed, chain, num_samples, num_warmup, options, progress):
     """One NUTS chain under ``pyro.poutine.seed(seed)``: constrained draws and the recorder's stats."""
     sigma, n_clusters = model_kwargs["sigma"], model_kwargs["n_clusters"]
+    layout = FlatLayout(n_clusters, X.shape[1], sigma is None)
+    if options["potential"] == "closed_form":
+        potential = ClosedFormPotential(X, layout, model_kwargs["priors"], sigma)
+        kernel_class = _GradientNUTS
+    else:
+        potential = _program_potential(X, model_kwargs, layout, seed, options["jit_compile"])
+        kernel_class = NUTS
+    kernel = kernel_class(
+        potential_fn=potential,
+        target_accept_prob=options["target_accept_prob"],
+        max_tree_depth=options["max_tree_depth"],
+        full_mass=options["full_mass"],
+    )
+    recorder = _NutsRecorder(potential, layout, num_samples, chain)
+    mcmc = MCMC(
+        kernel,
+        num_samples=num_samples,
+        warmup_steps=num_warmup,
+        initial_params={"theta": layout.pack(**_init_values(X, n_clusters, sigma, seed))},
+        hook_fn=recorder,
+        disable_progbar=not progress,
+    )
     with pyro.poutine.seed(rng_seed=seed):
-        init, program_potential, transforms, _ = initialize_model(
-            spherical_gmm_marginal,
-            (X,),
-            model_kwargs,
-            jit_compile=options["jit_compile"],
-            skip_jit_warnings=True,
-            init_strategy=init_to_value(values=_init_values(X, n_clusters, sigma, seed)),
-        )
-        if options["potential"] == "closed_form":
-            potential = MarginalPotential(X, model_kwargs["priors"], transforms, sigma)
-        else:
-            potential = _CountingPotential(program_potential)
-        kernel = NUTS(
-            potential_fn=potential,
-            transforms=transforms,
-            target_accept_prob=options["target_accept_prob"],
-            max_tree_depth=options["max_tree_depth"],
-        )
-        recorder = _NutsRecorder(potential, num_samples, chain)
-        mcmc = MCMC(
-            kernel,
-            num_samples=num_samples,
-            warmup_steps=num_warmup,
-            initial_params=init,
-            hook_fn=recorder,
-            disable_progbar=not progress,
-        )
         mcmc.run()
-    return mcmc.get_samples(), recorder.stats
+    return layout.constrain(mcmc.get_samples()["theta"]), recorder.stats
 
 
 def _stack_chains(samples: list[dict], X: torch.Tensor, sigma: float | None) -> tuple[torch.Tensor, ...]:
@@ -141,6 +389,7 @@ def run_nuts(
     jit_compile: bool = False,
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
+    full_mass: bool = False,
 ) -> PosteriorDraws:
     """NUTS (Pyro's ``NUTS`` and ``MCMC``) on :func:`~kmeans_limit.models.spherical_gmm_marginal`.
 
@@ -157,13 +406,16 @@ def run_nuts(
     progress : bool
         Pyro's progress bar.
     potential : {"closed_form", "program"}, default "closed_form"
-        ``"program"`` is the potential Pyro derives by tracing the program at every gradient;
-        ``"closed_form"`` is the same function (:class:`~kmeans_limit.inference.density.MarginalPotential`,
-        tested equal to it) at a fraction of the cost. Both move on Pyro's unconstrained space.
+        ``"program"`` is the potential Pyro derives by tracing the program at every gradient, its
+        gradient from autograd; ``"closed_form"`` is the same function (:class:`ClosedFormPotential`,
+        tested equal to it) with its gradient in closed form, at a fraction of the cost. Both move on
+        Pyro's unconstrained coordinates, laid end to end in one vector (:class:`FlatLayout`).
     jit_compile : bool, default False
         JIT-compile the traced potential (``potential="program"`` only).
     target_accept_prob : float, default 0.8
     max_tree_depth : int, default 10
+    full_mass : bool, default False
+        Adapt a dense mass matrix instead of a diagonal one.
 
     Returns
     -------
@@ -179,12 +431,15 @@ def run_nuts(
         raise ValueError(f"potential={potential!r} should be one of {POTENTIALS}")
     if jit_compile and potential != "program":
         raise ValueError("jit_compile=True compiles the traced program: use it with potential='program'")
+    if not isinstance(full_mass, bool):
+        raise ValueError(f"full_mass={full_mass!r} should be True or False")
     model_kwargs = {"n_clusters": n_clusters, "sigma": sigma, "priors": priors}
     options = {
         "potential": potential,
         "jit_compile": jit_compile,
         "target_accept_prob": target_accept_prob,
         "max_tree_depth": max_tree_depth,
+        "full_mass": full_mass,
     }
     samples, stats = [], []
     for chain, chain_seed in enumerate(chain_seeds(seed, num_chains)):
