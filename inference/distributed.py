@@ -94,9 +94,7 @@ def _shard(comm, function: str, X, sample_weight, options: dict) -> tuple[torch.
     weight : tensor of shape (n_rows,)
         All ones without ``sample_weight``.
     """
-    checked, error = _attempt(
-        lambda: (as_data(X), sample_weight) if sample_weight is None else _with_weight(X, sample_weight)
-    )
+    checked, error = _attempt(lambda: _with_weight(comm, X, sample_weight))
     shape = None if error else (checked[0].shape[1], str(checked[0].dtype))
     options = {key: repr(value) for key, value in options.items()}
     everyone = _handshake(comm, function, dict(error=error, shape=shape, options=options))
@@ -114,8 +112,10 @@ def _shard(comm, function: str, X, sample_weight, options: dict) -> tuple[torch.
     return X, weight
 
 
-def _with_weight(X, sample_weight):
+def _with_weight(comm: ProcessGroupComm, X, sample_weight):
     X = as_data(X)
+    if comm.device.type == "cuda" and X.device.type != "cuda":
+        raise ValueError(f"the nccl backend needs the rows on a CUDA device, got X on {X.device}")
     return X, check_sample_weight(sample_weight, X, positive_total=False)
 
 
