@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -19,6 +20,7 @@ __all__ = [
     "check_sigma",
     "check_weights",
     "make_generator",
+    "pyro_seed",
 ]
 
 
@@ -203,3 +205,22 @@ def make_generator(seed, device: torch.device | str = "cpu") -> torch.Generator:
         raise ValueError(f"seed={seed!r} should be an integer in [0, 2**64 - 1]")
     generator.manual_seed(int(seed))
     return generator
+
+
+@contextlib.contextmanager
+def pyro_seed(seed: int, device: torch.device | str | None = None):
+    """``pyro.poutine.seed(rng_seed=seed)``, leaving the caller's random states as they were.
+
+    Pyro restores the CPU, NumPy and ``random`` states on exit but reseeds CUDA's; with data on a CUDA
+    ``device`` that generator's state is saved and restored as well.
+    """
+    import pyro
+
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.random.fork_rng(devices=devices), pyro.poutine.seed(rng_seed=seed):
+        yield

@@ -15,6 +15,7 @@ import torch
 from pyro.infer import Predictive
 
 from ..models import Priors, spherical_gmm
+from ._validation import pyro_seed
 from .density import log_prior, pointwise_log_likelihood
 
 __all__ = ["PosteriorDraws", "package_versions", "posterior_tensors", "to_inference_data"]
@@ -71,7 +72,7 @@ def _predictive_draws(draws: PosteriorDraws, X: torch.Tensor, sigma: float | Non
     if sigma is None:
         samples["sigma"] = draws.sigma.reshape(-1)
     predictive = Predictive(spherical_gmm, posterior_samples=samples, return_sites=("x",), parallel=True)
-    with pyro.poutine.seed(rng_seed=seed):
+    with pyro_seed(seed, X.device):
         x = predictive(
             n_clusters=n_clusters,
             n_features=n_features,

@@ -9,7 +9,7 @@ import torch
 from pyro.infer import Predictive
 
 from ..models import Priors, spherical_gmm
-from ._validation import check_means, check_positive_int, check_seed, check_sigma, check_weights
+from ._validation import check_means, check_positive_int, check_seed, check_sigma, check_weights, pyro_seed
 
 __all__ = ["GeneratedData", "PriorDraws", "sample_from", "sample_prior"]
 
@@ -91,7 +91,7 @@ def sample_prior(
         parallel=True,
         return_sites=("weights", "means", "sigma", "z", "x"),
     )
-    with pyro.poutine.seed(rng_seed=check_seed(seed)):
+    with pyro_seed(check_seed(seed)):
         draws = predictive(
             n_clusters=n_clusters,
             n_features=n_features,
@@ -138,7 +138,7 @@ def sample_from(means, n_samples: int, *, weights=None, sigma: float, seed: int 
         weights = torch.full((n_clusters,), 1.0 / n_clusters, dtype=means.dtype, device=means.device)
     weights = check_weights(weights, n_clusters, like=means)
     conditioned = pyro.condition(spherical_gmm, data={"means": means, "weights": weights})
-    with pyro.poutine.seed(rng_seed=check_seed(seed)), pyro.poutine.trace() as tracer:
+    with pyro_seed(check_seed(seed), means.device), pyro.poutine.trace() as tracer:
         conditioned(
             n_clusters=n_clusters,
             n_features=n_features,

@@ -103,3 +103,14 @@ def test_gibbs_and_sampling_run_on_the_device(blobs, device):
     assert idata.posterior["sigma"].shape == (2, 20)
     generated = sample_from(blobs[1][:3].to(device), 50, sigma=0.5, seed=0)
     assert generated.x.device.type == device.type
+
+
+def test_seeded_draws_leave_the_callers_random_states_alone(blobs, device):
+    """Pyro reseeds CUDA's generator under ``poutine.seed``: the package saves and restores it."""
+    torch.manual_seed(123)
+    cpu_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    sample_from(blobs[1][:3].to(device), 50, sigma=0.5, seed=7)
+    assert torch.equal(torch.get_rng_state(), cpu_state)
+    if cuda_state is not None:
+        assert torch.equal(torch.cuda.get_rng_state(device), cuda_state)
