@@ -4,7 +4,8 @@ Run as a script (``python benchmarks/bench_posterior.py``). For each N (K = 3, D
 the program at σ = 0.5) it runs ``fit_posterior(method="gibbs")``, ``fit_posterior(method="nuts")``
 and NumPyro's NUTS on the same marginal model, and prints, for each, the bulk ESS (``az.ess``) of σ,
 of the sorted weights (the smallest of the K), of lp, their minimum, and that minimum per second of
-wall time, with the ratio to NumPyro's. The numbers are not asserted anywhere.
+wall time, with the ratio to NumPyro's; for the two NUTS, the mean leapfrog steps per kept draw too
+(equal steps put the whole ratio on the cost of a step). The numbers are not asserted anywhere.
 
 What is timed: ``fit_posterior`` end to end (sampling, pointwise log-likelihood, lp, relabelling) for
 the package; ``MCMC.run`` after a first run that compiled it, for NumPyro. lp is the same quantity for
@@ -36,11 +37,12 @@ def make_data(n_samples: int, seed: int = 0) -> torch.Tensor:
     return sample_from(centres, n_samples, sigma=0.5, seed=seed).x
 
 
-def ess_row(idata: az.InferenceData, seconds: float) -> dict:
-    """Bulk ESS of σ, the sorted weights (smallest) and lp, and the minimum per second."""
+def ess_row(idata: az.InferenceData, seconds: float, steps: float = float("nan")) -> dict:
+    """Bulk ESS of σ, the sorted weights (smallest) and lp, the minimum per second, and ``steps``."""
     table = invariant_summary(idata, kind="diagnostics")["ess_bulk"]
     weights = table[[name for name in table.index if name.startswith("weights_sorted")]].min()
     row = {"seconds": seconds, "ess_sigma": table["sigma"], "ess_weights": weights, "ess_lp": table["lp"]}
+    row["steps"] = steps
     row["ess_min"] = min(row["ess_sigma"], row["ess_weights"], row["ess_lp"])
     row["ess_per_s"] = row["ess_min"] / seconds
     return row
@@ -58,7 +60,9 @@ def run_package(X: torch.Tensor, method: str, args) -> dict:
     for repeat in range(args.repeat):
         start = time.perf_counter()
         idata = fit_posterior(X, 3, method=method, seed=1 + repeat, **options)
-        rows.append(ess_row(idata, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        steps = idata.sample_stats["n_steps"].mean().item() if method == "nuts" else float("nan")
+        rows.append(ess_row(idata, seconds, steps))
     return max(rows, key=lambda row: row["ess_per_s"])
 
 
@@ -101,17 +105,18 @@ def run_numpyro(X: torch.Tensor, args) -> dict | None:
         progress_bar=False,
     )
     data = jax.numpy.asarray(X.numpy())
-    mcmc.run(jax.random.PRNGKey(0), data, 3)  # compiles
+    mcmc.run(jax.random.PRNGKey(0), data, 3, extra_fields=("num_steps",))  # compiles
     rows = []
     for repeat in range(args.repeat):
         start = time.perf_counter()
-        mcmc.run(jax.random.PRNGKey(1 + repeat), data, 3)
+        mcmc.run(jax.random.PRNGKey(1 + repeat), data, 3, extra_fields=("num_steps",))
         samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
         seconds = time.perf_counter() - start
+        steps = float(np.mean(mcmc.get_extra_fields()["num_steps"]))
         as_torch = {name: torch.as_tensor(np.array(value)) for name, value in samples.items()}
         draws = PosteriorDraws(as_torch["weights"], as_torch["means"], as_torch["sigma"], {}, {})
         idata = to_inference_data(draws, X, sigma=None, priors=Priors(), attrs={"method": "numpyro"})
-        rows.append(ess_row(idata, seconds))
+        rows.append(ess_row(idata, seconds, steps))
     return max(rows, key=lambda row: row["ess_per_s"])
 
 
@@ -126,7 +131,10 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     print(f"draws {args.samples} after {args.warmup} warm-up; best ESS/s of {args.repeat} runs")
-    header = f"{'N':>6} {'method':>8} {'s':>7} {'ESS σ':>7} {'ESS w':>7} {'ESS lp':>7} {'ESS/s':>8} {'× NumPyro':>9}"
+    header = (
+        f"{'N':>6} {'method':>8} {'s':>7} {'steps':>6} {'ESS σ':>7} {'ESS w':>7} {'ESS lp':>7} {'ESS/s':>8}"
+        f" {'× NumPyro':>9}"
+    )
     print(header)
     for n_samples in args.sizes:
         X = make_data(n_samples)
@@ -140,7 +148,7 @@ def main() -> None:
                 continue
             ratio = f"{row['ess_per_s'] / reference:9.2f}" if reference else f"{'-':>9}"
             print(
-                f"{n_samples:>6} {method:>8} {row['seconds']:7.1f} {row['ess_sigma']:7.0f} "
+                f"{n_samples:>6} {method:>8} {row['seconds']:7.1f} {row['steps']:6.2f} {row['ess_sigma']:7.0f} "
                 f"{row['ess_weights']:7.0f} {row['ess_lp']:7.0f} {row['ess_per_s']:8.1f} {ratio}"
             )
 

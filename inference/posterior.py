@@ -79,9 +79,13 @@ def fit_posterior(
         ``"gibbs"``: blocked Gibbs from the conjugate conditionals, chains vectorized
         (:mod:`~kmeans_limit.inference.gibbs`; options ``init``, ``chunk_size``). ``"nuts"``: Pyro's NUTS
         on the marginal program, chains one after another (options ``potential``, ``jit_compile``,
-        ``target_accept_prob``, ``max_tree_depth``). ``"svi"``: ``AutoMultivariateNormal`` and
-        ``"map"``: ``AutoDelta`` (options ``num_steps``, ``learning_rate``; ``num_warmup`` unused); MAP
-        repeats its point in every draw.
+        ``target_accept_prob``, ``max_tree_depth``, ``full_mass``). ``"svi"``: ``AutoMultivariateNormal``
+        and ``"map"``: ``AutoDelta`` (options ``num_steps``, ``learning_rate``, ``learning_rate_decay``
+        and ``batch_size``; ``num_warmup`` unused); MAP repeats its point in every draw.
+        ``batch_size`` (an integer in [1, N]) makes each optimisation step observe that many random
+        rows, their log-likelihood scaled by N / batch_size (``pyro.plate`` subsampling): SVI at a
+        cost per step independent of N, for data too large for NUTS
+        (:func:`~kmeans_limit.inference.pyro_samplers.run_svi`).
     sigma : float > 0, optional
         Fixes σ: the posterior at that σ, a tempered view whose limit σ → 0 is k-means. ``None``
         learns σ under the prior σ² ~ InverseGamma(a0, b0).

@@ -29,13 +29,13 @@ from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
 from ..models import Priors, spherical_gmm_marginal
-from ._validation import check_positive_int, check_real
+from ._validation import check_positive_int, check_real, pyro_seed
 from .density import _check_parametrization
 from .gibbs import initial_state
 from .idata import PosteriorDraws
 from .kernels import CHUNK_ENTRIES
 
-__all__ = ["ClosedFormPotential", "FlatLayout", "chain_seeds", "run_nuts", "run_svi"]
+__all__ = ["ClosedFormPotential", "FlatLayout", "chain_seeds", "run_nuts", "run_svi", "svi_model"]
 
 POTENTIALS = ("closed_form", "program")
 GUIDES = {"svi": AutoMultivariateNormal, "map": AutoDelta}
@@ -117,7 +117,7 @@ def _stick_breaking_grad(a: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 def _log_density_constant(
     n_samples: int, n_features: int, n_clusters: int, priors: Priors, learn_sigma: bool
-):
+) -> float:
     """The terms of ``log p(X, θ)`` free of θ: the normalisers of the Dirichlet, the Normals and the σ prior."""
     alpha, two_pi = priors.alpha, 2.0 * math.pi
     constant = math.lgamma(n_clusters * alpha) - n_clusters * math.lgamma(alpha)
@@ -301,7 +301,7 @@ class _ProgramPotential:
 
 def _program_potential(X, model_kwargs: dict, layout: FlatLayout, seed: int, jit_compile: bool):
     """The potential Pyro traces from the program (``initialize_model``), on θ; its coordinates checked."""
-    with pyro.poutine.seed(rng_seed=seed):  # initialize_model runs the program once, drawing from the priors
+    with pyro_seed(seed, X.device):  # initialize_model runs the program once, drawing from the priors
         _, potential_fn, transforms, _ = initialize_model(
             spherical_gmm_marginal, (X,), model_kwargs, jit_compile=jit_compile, skip_jit_warnings=True
         )
@@ -360,7 +360,7 @@ def _nuts_chain(X, model_kwargs, *, seed, chain, num_samples, num_warmup, option
         hook_fn=recorder,
         disable_progbar=not progress,
     )
-    with pyro.poutine.seed(rng_seed=seed):
+    with pyro_seed(seed, X.device):
         mcmc.run()
     return layout.constrain(mcmc.get_samples()["theta"]), recorder.stats
 
@@ -459,13 +459,46 @@ def run_nuts(
     return PosteriorDraws(*_stack_chains(samples, X, sigma), sample_stats, {"potential": potential})
 
 
-def _fit_guide(X, model, guide, *, num_steps, learning_rate, progress) -> None:
-    """Adam on the ELBO; a non-finite loss raises, naming the step."""
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": learning_rate}), Trace_ELBO())
+def _check_batch_size(batch_size, n_samples: int) -> int | None:
+    """``None``, or ``batch_size`` as an int in [1, n_samples]; a ValueError naming it otherwise."""
+    if batch_size is None:
+        return None
+    batch_size = check_positive_int("batch_size", batch_size)
+    if batch_size > n_samples:
+        raise ValueError(f"batch_size={batch_size} should be <= n_samples={n_samples}, or None for all rows")
+    return batch_size
+
+
+def svi_model(n_clusters: int, *, sigma: float | None, priors: Priors, batch_size: int | None = None):
+    """The marginal program SVI fits, observing ``batch_size`` random rows a call when given.
+
+    Returns
+    -------
+    callable
+        ``model(X)``: :func:`~kmeans_limit.models.spherical_gmm_marginal` with ``subsample_size=batch_size``.
+    """
+    return functools.partial(
+        spherical_gmm_marginal, n_clusters=n_clusters, sigma=sigma, priors=priors, subsample_size=batch_size
+    )
+
+
+def _fit_guide(X, model, guide, *, num_steps, learning_rate, learning_rate_decay, progress):
+    """Adam on the ELBO, its learning rate falling geometrically by ``learning_rate_decay`` over the run.
+
+    A non-finite loss raises, naming the step. Returns Pyro's scheduler (one torch scheduler a parameter).
+    """
+    optim_args = {"lr": learning_rate}
+    gamma = learning_rate_decay ** (1.0 / num_steps)
+    scheduler = pyro.optim.ExponentialLR(
+        {"optimizer": torch.optim.Adam, "optim_args": optim_args, "gamma": gamma}
+    )
+    svi = SVI(model, guide, scheduler, Trace_ELBO())
     for step in tqdm(range(num_steps), disable=not progress, desc="svi"):
         loss = svi.step(X)
         if not np.isfinite(loss):
             raise FloatingPointError(f"SVI produced a non-finite loss ({loss}) at step {step}")
+        scheduler.step()
+    return scheduler
 
 
 def _guide_draws(guide, X: torch.Tensor, n_clusters: int, num_draws: int) -> dict:
@@ -499,6 +532,8 @@ def run_svi(
     num_warmup: int = 0,
     num_steps: int = 2000,
     learning_rate: float = 0.02,
+    learning_rate_decay: float = 0.1,
+    batch_size: int | None = None,
 ) -> PosteriorDraws:
     """SVI with ``AutoMultivariateNormal`` (``method="svi"``) or MAP with ``AutoDelta`` (``"map"``).
 
@@ -519,23 +554,37 @@ def run_svi(
     num_steps : int, default 2000
         Adam steps on the ELBO of the marginal program, from a k-means++ start.
     learning_rate : float, default 0.02
+        Adam's learning rate at the first step.
+    learning_rate_decay : float in (0, 1], default 0.1
+        The learning rate falls geometrically to ``learning_rate * learning_rate_decay`` at the last
+        step (1 keeps it constant), so that the fit settles instead of jittering at the scale of the
+        step about the optimum; the single-draw ELBO gradient is noisy, and more so with mini-batches.
+    batch_size : int, optional
+        Mini-batch SVI, for N too large for NUTS: each step observes ``batch_size`` rows drawn
+        without replacement (``pyro.plate`` subsampling in the program), their log-likelihood scaled
+        by ``N / batch_size``, an unbiased estimate of the ELBO and its gradient at O(batch_size) cost.
+        An integer in [1, N]; ``None`` (the default) observes every row at every step.
 
     Returns
     -------
     PosteriorDraws
-        With attributes ``guide`` and, for MAP, ``point_estimate_repeated=1``.
+        With attributes ``guide``, ``num_steps``, ``batch_size`` (N when not given) and, for MAP,
+        ``point_estimate_repeated=1``.
     """
     num_steps = check_positive_int("num_steps", num_steps)
     learning_rate = check_real("learning_rate", learning_rate, low=0.0, low_open=True)
-    model = functools.partial(spherical_gmm_marginal, n_clusters=n_clusters, sigma=sigma, priors=priors)
+    decay = check_real("learning_rate_decay", learning_rate_decay, low=0.0, high=1.0, low_open=True)
+    batch_size = _check_batch_size(batch_size, X.shape[0])
+    model = svi_model(n_clusters, sigma=sigma, priors=priors, batch_size=batch_size)
     store = pyro.get_param_store()
     saved = store.get_state()
     store.clear()
     try:
-        with pyro.poutine.seed(rng_seed=seed):
+        with pyro_seed(seed, X.device):
             init = init_to_value(values=_init_values(X, n_clusters, sigma, seed))
             guide = GUIDES[method](model, init_loc_fn=init)
-            _fit_guide(X, model, guide, num_steps=num_steps, learning_rate=learning_rate, progress=progress)
+            schedule = {"num_steps": num_steps, "learning_rate": learning_rate, "learning_rate_decay": decay}
+            _fit_guide(X, model, guide, **schedule, progress=progress)
             sites = _guide_draws(guide, X, n_clusters, num_chains * num_samples)
     finally:
         store.clear()  # set_state merges: drop the guide's parameters first
@@ -544,7 +593,7 @@ def run_svi(
         {name: value[c * num_samples : (c + 1) * num_samples] for name, value in sites.items()}
         for c in range(num_chains)
     ]
-    attrs = {"guide": GUIDES[method].__name__, "num_steps": num_steps}
+    attrs = {"guide": GUIDES[method].__name__, "num_steps": num_steps, "batch_size": batch_size or X.shape[0]}
     if method == "map":
         attrs["point_estimate_repeated"] = 1
     return PosteriorDraws(*_stack_chains(chains, X, sigma), {}, attrs)

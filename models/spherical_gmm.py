@@ -150,24 +150,39 @@ def spherical_gmm_marginal(
     priors: Priors | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    subsample_size: int | None = None,
 ) -> torch.Tensor:
     """The same program with ``z`` summed out: ``x_n ~ Σ_k weights_k Normal(means_k, σ² I_D)``.
 
     For NUTS and SVI, which need continuous latent variables only. Parameters and sites are those of
     :func:`spherical_gmm` less ``z``; ``sigma=0`` is not allowed (the limit has no density to sum).
 
+    Parameters
+    ----------
+    subsample_size : int, optional
+        Observe a random subset of this many rows of ``X`` (``pyro.plate``'s ``subsample_size``), their
+        log-likelihood scaled by ``n_samples / subsample_size``: an unbiased estimate of the whole
+        log-likelihood, for mini-batch SVI. ``None`` observes every row.
+
     Returns
     -------
-    x : tensor of shape (n_samples, n_features)
+    x : tensor of shape (n_samples, n_features), or (subsample_size, n_features)
     """
     n, d, dtype, device = _shape_of_data(X, n_clusters, n_features, n_samples, dtype, device)
     sigma = _check_sigma(sigma)
     if sigma == 0:
         raise ValueError("sigma=0 has no mixture density; use spherical_gmm for the hard limit")
+    if subsample_size is not None and (
+        isinstance(subsample_size, bool)
+        or not isinstance(subsample_size, int)
+        or not 1 <= subsample_size <= n
+    ):
+        raise ValueError(f"subsample_size={subsample_size!r} should be None or an integer in [1, {n}]")
     priors = Priors() if priors is None else priors
     weights, means, sigma_t = _global_sites(n_clusters, d, sigma, priors, dtype, device)
     scale = sigma_t.unsqueeze(-1).unsqueeze(-1)
     components = dist.Normal(means.unsqueeze(-3), scale).to_event(1)
     mixture = dist.MixtureSameFamily(dist.Categorical(weights), components)
-    with pyro.plate("data", n):
-        return pyro.sample("x", mixture, obs=X)
+    with pyro.plate("data", n, subsample_size=subsample_size, device=device) as rows:
+        observed = X if X is None or subsample_size is None else X[rows]
+        return pyro.sample("x", mixture, obs=observed)

@@ -6,6 +6,7 @@ Parametrized over ``cpu`` and ``cuda`` (the CUDA cases are skipped without a GPU
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,10 +98,15 @@ def test_anneal_on_the_device_ends_at_a_lloyd_fixed_point(blobs, device, dtype):
     assert result.inertia == pytest.approx(cpu.inertia, rel=1e-4 if dtype == torch.float32 else 1e-9)
 
 
-def test_gibbs_and_sampling_run_on_the_device(blobs, device):
+@pytest.mark.parametrize("method", ["gibbs", "nuts", "svi"])
+def test_posterior_samplers_and_sampling_run_on_the_device(blobs, device, method):
     X = blobs[0][:300].to(device)
-    idata = fit_posterior(X, 3, num_samples=20, num_warmup=10, num_chains=2, progress=False)
+    options = {"num_steps": 50} if method == "svi" else {}
+    idata = fit_posterior(
+        X, 3, method=method, num_samples=20, num_warmup=10, num_chains=2, progress=False, **options
+    )
     assert idata.posterior["sigma"].shape == (2, 20)
+    assert np.isfinite(idata.log_likelihood["x"].values).all()
     generated = sample_from(blobs[1][:3].to(device), 50, sigma=0.5, seed=0)
     assert generated.x.device.type == device.type
 

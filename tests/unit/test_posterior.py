@@ -249,6 +249,10 @@ X_OK = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [3.0, 1.0]], dtype=torc
         (X_OK, {"method": "nuts", "target_accept_prob": 1.5}, "target_accept_prob=1.5 should be"),
         (X_OK, {"method": "svi", "num_steps": 0}, "num_steps=0 should be an integer >= 1"),
         (X_OK, {"method": "map", "learning_rate": -0.1}, "learning_rate=-0.1 should be"),
+        (X_OK, {"method": "svi", "learning_rate_decay": 0.0}, r"learning_rate_decay=0.0 .* in \(0, 1\]"),
+        (X_OK, {"method": "map", "learning_rate_decay": 1.5}, r"learning_rate_decay=1.5 .* in \(0, 1\]"),
+        (X_OK, {"method": "svi", "batch_size": 5}, "batch_size=5 should be <= n_samples=4"),
+        (X_OK, {"method": "nuts", "full_mass": "yes"}, "full_mass='yes' should be True or False"),
     ],
 )
 def test_bad_input_names_the_value(X, kwargs, match):
@@ -258,11 +262,15 @@ def test_bad_input_names_the_value(X, kwargs, match):
 
 
 def test_nuts_and_svi_raise_on_non_finite_values(monkeypatch, blobs):
-    recorder = samplers._NutsRecorder(samplers._CountingPotential(lambda p: 0.0), num_samples=3, chain=1)
+    layout = samplers.FlatLayout(n_clusters=2, n_features=2, learn_sigma=True)
+    potential = samplers._ProgramPotential(lambda p: 0.0, layout)
+    recorder = samplers._NutsRecorder(potential, layout, num_samples=3, chain=1)
+    theta = torch.zeros(layout.size)
+    theta[-1] = float("nan")  # log σ, the last coordinate
     with pytest.raises(
         FloatingPointError, match="NUTS produced a non-finite sigma at sample step 2 of chain 1"
     ):
-        recorder(None, {"sigma": torch.tensor(float("nan"))}, "Sample", 2)
+        recorder(None, {"theta": theta}, "Sample", 2)
     monkeypatch.setattr(samplers.SVI, "step", lambda self, *args: float("nan"))
     with pytest.raises(FloatingPointError, match=r"SVI produced a non-finite loss \(nan\) at step 0"):
         fit_posterior(blobs[0], 2, method="svi", **SVI_QUICK)
