@@ -3,11 +3,8 @@
 import pyro
 import pytest
 import torch
-from pyro.infer.mcmc.util import initialize_model
-from pyro.ops.integrator import potential_grad
 
 from kmeans_limit.inference.density import (
-    MarginalPotential,
     _stick_breaking,
     log_prior,
     pointwise_log_likelihood,
@@ -71,23 +68,6 @@ def test_stick_breaking_is_torchs_transform():
     weights, _, log_det = _stick_breaking(u)
     assert torch.allclose(weights, transform(u), atol=1e-14)
     assert torch.isclose(log_det, transform.log_abs_det_jacobian(u, transform(u)), atol=1e-12)
-
-
-@pytest.mark.parametrize(("sigma", "n_clusters"), [(None, 3), (0.6, 3), (None, 1), (None, 5)])
-def test_potential_equals_pyros_potential_of_the_program(X, sigma, n_clusters):
-    kwargs = {"n_clusters": n_clusters, "sigma": sigma, "priors": PRIORS}
-    with pyro.poutine.seed(rng_seed=0):
-        init, program, transforms, _ = initialize_model(spherical_gmm_marginal, (X,), kwargs)
-    closed_form = MarginalPotential(X, PRIORS, transforms, sigma)
-    generator = torch.Generator().manual_seed(2)
-    for _ in range(3):  # points of all scales: Pyro's gradient comes from autograd through the traced program
-        point = {k: torch.randn(v.shape, generator=generator, dtype=v.dtype) for k, v in init.items()}
-        grads, value = potential_grad(closed_form, point)
-        expected_grads, expected = potential_grad(program, point)
-        assert torch.isclose(value, expected, rtol=1e-12, atol=1e-9)
-        for name in point:
-            assert torch.allclose(grads[name], expected_grads[name], rtol=1e-9, atol=1e-9)
-    assert closed_form.n_calls == 3
 
 
 def test_float32_densities_stay_float32():
