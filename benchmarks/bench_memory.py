@@ -22,8 +22,9 @@ then resets the kernel's peak-RSS mark (``/proc/self/clear_refs`` ← 5) and fit
   the parent's ``wait4`` reports it (a cross-check that includes drawing the data);
 - the fit's wall time and its objective (the inertia; minus the log-likelihood for ``em``).
 
-``--trace FILE`` also samples the child's RSS every ``--trace-interval`` seconds during the fit and
-writes ``seconds  rss_mb`` lines (one block per run), to see when the peaks happen. ``--timeout S``
+A thread samples the child's RSS every ``--trace-interval`` seconds during the fit; ``--trace FILE``
+writes the samples as ``seconds  rss_mb  heap_free_mb`` lines (one block per run), to see when the
+peaks happen. ``--timeout S``
 kills a child after S seconds; its row then gives the ``ru_maxrss`` reached so far (a lower bound
 on the peak) and its trace is kept.
 
@@ -31,12 +32,15 @@ RSS counts what the allocator keeps as well as what is live: glibc serves blocks
 threshold (which grows, up to 32 MB, as large blocks are freed) from heaps that it seldom hands
 back, so freed chunk-sized buffers stay resident. ``--mmap-threshold 131072`` fixes the threshold
 (and the trim threshold) for the child, so that the peak is closer to the live tensors; the
-difference between the two runs is the allocator's cache. Nothing is asserted.
+difference between the two runs is the allocator's cache. Under each row a comment gives the
+largest sampled RSS and how much of it glibc then held free (``mallinfo2().fordblks``). Nothing is
+asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import itertools
@@ -81,23 +85,49 @@ def _reset_peak() -> bool:
     return True
 
 
-class _Sampler(threading.Thread):
-    """Appends ``seconds  rss_mb`` to ``path`` every ``interval`` seconds while the fit runs.
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (glibc >= 2.33): byte counts summed over all its arenas."""
 
-    Written as it goes (torch releases the GIL in its kernels), so a run killed by ``--timeout``
-    leaves its trace behind.
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks")
+        + ("fordblks", "keepcost")
+    ]
+
+
+def _heap_free_mb() -> float:
+    """Bytes glibc holds free in its heaps (``fordblks``), in MB: resident but not live (nan without glibc)."""
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return float("nan")
+    mallinfo2.restype = _MallInfo2
+    return mallinfo2().fordblks / MB
+
+
+class _Sampler(threading.Thread):
+    """RSS and glibc's free heap bytes every ``interval`` seconds while the fit runs.
+
+    Keeps the sample of largest RSS; with a ``path``, appends ``seconds  rss_mb  heap_free_mb``
+    lines to it as it goes (torch releases the GIL in its kernels), so that a run killed by
+    ``--timeout`` leaves its trace behind.
     """
 
-    def __init__(self, path: str, interval: float):
+    def __init__(self, path: str | None, interval: float):
         super().__init__(daemon=True)
         self.path, self.interval, self.stop = path, interval, threading.Event()
+        self.top = (0.0, 0.0, float("nan"))  # (seconds, rss, heap free) at the largest RSS seen
 
     def run(self) -> None:
         start = time.perf_counter()
-        with open(self.path, "a") as handle:
+        with open(self.path, "a") if self.path else contextlib.nullcontext() as handle:
             while not self.stop.is_set():
-                handle.write(f"{time.perf_counter() - start:.3f}\t{_status_mb()['VmRSS']:.1f}\n")
-                handle.flush()
+                sample = (time.perf_counter() - start, _status_mb()["VmRSS"], _heap_free_mb())
+                if sample[1] > self.top[1]:
+                    self.top = sample
+                if handle is not None:
+                    handle.write("{:.3f}\t{:.1f}\t{:.1f}\n".format(*sample))
+                    handle.flush()
                 self.stop.wait(self.interval)
 
 
@@ -163,23 +193,22 @@ def child(config: dict) -> dict:
     data_mb = X.numel() * X.element_size() / MB
     print(json.dumps({"data": data_mb, "imported": imported, "before": before["VmRSS"]}), flush=True)
     reset = _reset_peak()
-    sampler = _Sampler(config["trace"], config["trace_interval"]) if config["trace"] else None
-    if sampler is not None:
-        sampler.start()
+    sampler = _Sampler(config["trace"], config["trace_interval"])
+    sampler.start()
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         objective = _fit(config["function"], X, config["k"], config["seed"], config["max_iter"])
     wall = time.perf_counter() - start
-    if sampler is not None:
-        sampler.stop.set()
-        sampler.join()
+    sampler.stop.set()
+    sampler.join()
     after = _status_mb()
     return {
         "data_peak": before["VmHWM"],
         "peak": after["VmHWM"],
         "after": after["VmRSS"],
         "reset": reset,
+        "sampled_peak": sampler.top,
         "wall": wall,
         "objective": objective,
         "warnings": sorted({f"{w.category.__name__}: {str(w.message)[:80]}" for w in caught}),
@@ -301,6 +330,10 @@ def main() -> None:
             f"{row['peak']:>8.0f} {row['peak'] - row['before']:>8.0f} {target:>9.0f} {met:>4} "
             f"{row['maxrss']:>9.0f} {row['wall']:>8.1f} {row['objective']:>14.6g}",
             flush=True,
+        )
+        when, rss, free = row["sampled_peak"]
+        print(
+            f"#   largest sampled RSS {rss:.0f} MB at {when:.1f} s; glibc then held {free:.0f} MB of it free"
         )
         if not row["reset"]:
             print("#   (peak-RSS reset refused: 'peak' is the whole child's, data drawing included)")
