@@ -33,8 +33,8 @@ threshold (which grows, up to 32 MB, as large blocks are freed) from heaps that 
 back, so freed chunk-sized buffers stay resident. ``--mmap-threshold 131072`` fixes the threshold
 (and the trim threshold) for the child, so that the peak is closer to the live tensors; the
 difference between the two runs is the allocator's cache. Under each row a comment gives the
-largest sampled RSS and how much of it glibc then held free (``mallinfo2().fordblks``). Nothing is
-asserted.
+largest sampled RSS and how much of it glibc held free (``mallinfo2().fordblks``, read at most once a
+second). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import ctypes
 import gc
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -106,12 +107,16 @@ def _heap_free_mb() -> float:
 
 
 class _Sampler(threading.Thread):
-    """RSS and glibc's free heap bytes every ``interval`` seconds while the fit runs.
+    """RSS every ``interval`` seconds while the fit runs, and glibc's free heap bytes once a second.
 
-    Keeps the sample of largest RSS; with a ``path``, appends ``seconds  rss_mb  heap_free_mb``
-    lines to it as it goes (torch releases the GIL in its kernels), so that a run killed by
-    ``--timeout`` leaves its trace behind.
+    ``mallinfo2`` locks every arena while it walks the free lists: called 20 times a second it
+    slowed a fit ten-fold, so it runs at most once a second (the free bytes given with a sample
+    are the latest such reading). Keeps the sample of largest RSS; with a ``path``, appends
+    ``seconds  rss_mb  heap_free_mb`` lines to it as it goes (torch releases the GIL in its
+    kernels), so that a run killed by ``--timeout`` leaves its trace behind.
     """
+
+    HEAP_INTERVAL = 1.0
 
     def __init__(self, path: str | None, interval: float):
         super().__init__(daemon=True)
@@ -120,13 +125,16 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         start = time.perf_counter()
+        free, last_heap = float("nan"), -math.inf
         with open(self.path, "a") if self.path else contextlib.nullcontext() as handle:
             while not self.stop.is_set():
-                sample = (time.perf_counter() - start, _status_mb()["VmRSS"], _heap_free_mb())
-                if sample[1] > self.top[1]:
-                    self.top = sample
+                now, rss = time.perf_counter() - start, _status_mb()["VmRSS"]
+                if now - last_heap >= self.HEAP_INTERVAL:
+                    free, last_heap = _heap_free_mb(), now
+                if rss > self.top[1]:
+                    self.top = (now, rss, free)
                 if handle is not None:
-                    handle.write("{:.3f}\t{:.1f}\t{:.1f}\n".format(*sample))
+                    handle.write(f"{now:.3f}\t{rss:.1f}\t{free:.1f}\n")
                     handle.flush()
                 self.stop.wait(self.interval)
 
@@ -153,21 +161,24 @@ def make_data(n: int, d: int, k: int, dtype, noise: float, seed: int, shift: flo
     return X
 
 
-def _fit(function: str, X, k: int, seed: int, max_iter: int | None):
-    """Run one fit; returns its objective (inertia, or minus the log-likelihood for ``em``)."""
+def _prepare(function: str, X, k: int, seed: int, max_iter: int | None):
+    """The fit to measure, as a function of no arguments returning its objective.
+
+    The objective is the inertia (minus the log-likelihood for ``em``). Lloyd and EM start from
+    k distinct random rows, drawn here, before the peak-RSS reset, so that drawing them is not counted.
+    """
     import torch
 
     from kmeans_limit import inference
 
     if function == "anneal":
-        return inference.anneal(X, k, seed=seed).inertia
-    # Lloyd and EM start from k distinct random rows (drawn before the fit: not measured).
+        return lambda: inference.anneal(X, k, seed=seed).inertia
     generator = torch.Generator().manual_seed(seed)
     init = X[torch.randperm(X.shape[0], generator=generator)[:k]].clone()
     options = {} if max_iter is None else {"max_iter": max_iter}
     if function == "lloyd":
-        return inference.lloyd(X, init, **options).inertia
-    return -inference.em(X, init, **options).log_likelihood
+        return lambda: inference.lloyd(X, init, **options).inertia
+    return lambda: -inference.em(X, init, **options).log_likelihood
 
 
 def child(config: dict) -> dict:
@@ -187,6 +198,7 @@ def child(config: dict) -> dict:
     X = make_data(
         config["n"], config["d"], config["k"], dtype, config["noise"], config["seed"], config["shift"]
     )
+    fit = _prepare(config["function"], X, config["k"], config["seed"], config["max_iter"])
     gc.collect()
     _trim_heap()
     before = _status_mb()
@@ -198,7 +210,7 @@ def child(config: dict) -> dict:
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        objective = _fit(config["function"], X, config["k"], config["seed"], config["max_iter"])
+        objective = fit()
     wall = time.perf_counter() - start
     sampler.stop.set()
     sampler.join()
@@ -333,7 +345,8 @@ def main() -> None:
         )
         when, rss, free = row["sampled_peak"]
         print(
-            f"#   largest sampled RSS {rss:.0f} MB at {when:.1f} s; glibc then held {free:.0f} MB of it free"
+            f"#   largest sampled RSS {rss:.0f} MB at {when:.1f} s; glibc held {free:.0f} MB of it free "
+            "(its reading up to 1 s before)"
         )
         if not row["reset"]:
             print("#   (peak-RSS reset refused: 'peak' is the whole child's, data drawing included)")
