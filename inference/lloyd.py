@@ -109,8 +109,8 @@ def _sweep_rows(x: np.ndarray, means: np.ndarray, labels: np.ndarray) -> None:
         labels[start:stop] = np.add(d, bias, out=d).argmin(1)
 
 
-def _sweep_few(x, means, labels, sums=False, weight=None):
-    """:func:`_sweep_rows` for a few clusters, on (clusters × rows) blocks; with ``sums``, also the M-step sums.
+def _sweep_few(x, means, labels, with_sums=False, weight=None):
+    """:func:`_sweep_rows` for a few clusters, on (clusters × rows) blocks; with ``with_sums``, also the M-step sums.
 
     A row-wise ``argmin`` over a handful of columns costs a call per row. Here the distances of a
     chunk are a (K, rows) block: the minimum runs down its K contiguous rows, the one-hot matrix
@@ -121,7 +121,7 @@ def _sweep_few(x, means, labels, sums=False, weight=None):
     Returns
     -------
     sums : ndarray of shape (n_clusters, n_features) and counts : ndarray of shape (n_clusters,),
-    or None without ``sums``. ``weight`` (optional) weighs the rows in them, a chunk at a time.
+    or None without ``with_sums``. ``weight`` (optional) weighs the rows in them, a chunk at a time.
     """
     n_rows, n_clusters = x.shape[0], means.shape[0]
     scaled, bias = -2.0 * means, np.einsum("kd,kd->k", means, means)[:, None]
@@ -130,7 +130,9 @@ def _sweep_few(x, means, labels, sums=False, weight=None):
     hits, low = np.empty_like(d), np.empty(chunk, dtype=x.dtype)
     index = np.stack([np.ones(n_clusters), np.arange(n_clusters)]).astype(x.dtype)
     sums, counts = (
-        (np.zeros((n_clusters, x.shape[1]), x.dtype), np.zeros(n_clusters, x.dtype)) if sums else (None, None)
+        (np.zeros((n_clusters, x.shape[1]), x.dtype), np.zeros(n_clusters, x.dtype))
+        if with_sums
+        else (None, None)
     )
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
@@ -223,7 +225,7 @@ def _assign_sums(X, weight, means, unweighted):
         labels = torch.empty(X.shape[0], dtype=torch.long)
         w = None if unweighted else weight.numpy()
         with threadpools().limit(limits=1, user_api="blas"):
-            sums, counts = _sweep_few(X.numpy(), means.numpy(), labels.numpy(), True, w)
+            sums, counts = _sweep_few(X.numpy(), means.numpy(), labels.numpy(), with_sums=True, weight=w)
         return labels, torch.from_numpy(sums), torch.from_numpy(counts)
     labels = _argmin_rows(X, means)
     index = labels[:, None].expand(-1, n_features)
