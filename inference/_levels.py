@@ -200,7 +200,7 @@ class Annealer:
         children = self.means[[k, self.n_born - 1]]
         labels_new = torch.tensor([k, self.n_born - 1], device=self.X.device)
         lost = torch.zeros(self.n_born, dtype=self.X.dtype, device=self.X.device)
-        for rows in chunk_rows(self.X.shape[0], 2):
+        for rows in chunk_rows(self.X.shape[0], 2, device=self.X.device):
             best, which = squared_distances(self.X[rows], children).min(-1)
             move = (best < self.min_sq[rows]) | (self.labels[rows] == k)
             lost[self.labels[rows][move]] = 1.0

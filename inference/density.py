@@ -13,7 +13,7 @@ import math
 import torch
 
 from ..models import Priors
-from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
+from .kernels import batched_log_responsibilities, chunk_entries, chunk_rows
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
@@ -81,7 +81,7 @@ def pointwise_log_likelihood(
     means : tensor of shape (n_batch, n_clusters, n_features)
     sigma : tensor of shape (n_batch,)
     chunk_size : int, optional
-        Rows per chunk; by default about ``CHUNK_ENTRIES`` batch × row × cluster entries at once.
+        Rows per chunk; by default about ``chunk_entries(X.device)`` batch × row × cluster entries at once.
 
     Returns
     -------
@@ -89,7 +89,7 @@ def pointwise_log_likelihood(
     """
     n_batch, n_clusters = weights.shape
     if chunk_size is None:
-        chunk_size = max(1, CHUNK_ENTRIES // (n_batch * n_clusters))
+        chunk_size = max(1, chunk_entries(X.device) // (n_batch * n_clusters))
     log_weights = weights.log()
     pieces = [
         batched_log_responsibilities(X[rows], means, log_weights, sigma)[1]

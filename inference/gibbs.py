@@ -24,7 +24,7 @@ from ..models import Priors
 from ._validation import make_generator
 from .idata import PosteriorDraws
 from .init import kmeans_plusplus
-from .kernels import CHUNK_ENTRIES, batched_mixture_logits, chunk_rows, nearest_centroid, row_sq_norms
+from .kernels import batched_mixture_logits, chunk_entries, chunk_rows, nearest_centroid, row_sq_norms
 
 __all__ = [
     "AssignmentStats",
@@ -103,7 +103,7 @@ def sample_assignments(
     state : GibbsState
     generator : torch.Generator
     chunk_size : int, optional
-        Rows per chunk; by default about ``CHUNK_ENTRIES`` chain × row × cluster entries at once.
+        Rows per chunk; by default about ``chunk_entries(X.device)`` chain × row × cluster entries at once.
 
     Returns
     -------
@@ -116,7 +116,7 @@ def sample_assignments(
     """
     n_chains, n_clusters, n_features = state.means.shape
     if chunk_size is None:
-        chunk_size = max(1, CHUNK_ENTRIES // (n_chains * n_clusters))
+        chunk_size = max(1, chunk_entries(X.device) // (n_chains * n_clusters))
     one_hot = X.new_zeros(n_chains, n_clusters, min(chunk_size, X.shape[0]))
     stats = AssignmentStats(
         X.new_zeros(n_chains, n_clusters),

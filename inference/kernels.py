@@ -21,6 +21,7 @@ __all__ = [
     "SufficientStats",
     "batched_log_responsibilities",
     "batched_mixture_logits",
+    "chunk_entries",
     "chunk_rows",
     "hard_temperature",
     "log_responsibilities",
@@ -31,8 +32,11 @@ __all__ = [
     "sufficient_stats",
 ]
 
-#: About this many N×K entries are held at once (8 MB in float64).
+#: About this many N×K entries are held at once on the CPU (8 MB in float64: cache-friendly).
 CHUNK_ENTRIES = 1 << 20
+#: ... and on a GPU (32 MB in float32), where each chunk costs kernel launches and fewer, larger
+#: chunks keep the device busy.
+GPU_CHUNK_ENTRIES = 1 << 23
 #: Problems with fewer row·cluster·feature products than this run on one thread (serial_if_small).
 SERIAL_WORK = 1 << 26
 
@@ -55,13 +59,21 @@ def serial_if_small(work: int) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if work >= SERIAL_WORK else threadpools().limit(limits=1)
 
 
-def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None) -> Iterator[slice]:
+def chunk_entries(device: torch.device | None = None) -> int:
+    """How many row × cluster entries a chunk holds on ``device`` (the CPU's when None)."""
+    return CHUNK_ENTRIES if device is None or device.type == "cpu" else GPU_CHUNK_ENTRIES
+
+
+def chunk_rows(
+    n_samples: int, n_clusters: int, chunk_size: int | None = None, device: torch.device | None = None
+) -> Iterator[slice]:
     """Slices of rows ``[start, stop)`` covering ``range(n_samples)``.
 
-    The default chunk holds about ``CHUNK_ENTRIES`` distances (at least 1 row and at most all of them).
+    The default chunk holds about ``chunk_entries(device)`` distances (at least 1 row and at most all
+    of them).
     """
     if chunk_size is None:
-        chunk_size = max(1, CHUNK_ENTRIES // max(1, n_clusters))
+        chunk_size = max(1, chunk_entries(device) // max(1, n_clusters))
     for start in range(0, n_samples, chunk_size):
         yield slice(start, min(start + chunk_size, n_samples))
 
@@ -73,7 +85,7 @@ def row_sq_norms(X: torch.Tensor, centre: torch.Tensor | None = None) -> torch.T
     The squares of a chunk only are held at once, never a copy of ``X``.
     """
     out, ones = X.new_empty(X.shape[0]), X.new_ones(X.shape[-1])
-    for rows in chunk_rows(X.shape[0], X.shape[-1]):
+    for rows in chunk_rows(X.shape[0], X.shape[-1], device=X.device):
         x = X[rows] if centre is None else X[rows] - centre
         torch.mv(x.square_() if centre is not None else x * x, ones, out=out[rows])
     return out
@@ -203,7 +215,7 @@ def nearest_centroid(
     labels = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
     min_sq = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
     means_sq = (means * means).sum(-1)
-    for rows in chunk_rows(X.shape[0], means.shape[0], chunk_size):
+    for rows in chunk_rows(X.shape[0], means.shape[0], chunk_size, X.device):
         d2 = squared_distances(X[rows], means, means_sq)
         min_sq[rows], labels[rows] = d2.min(-1)
     return labels, min_sq
@@ -277,9 +289,8 @@ def sufficient_stats(
     sums_sq = X.new_zeros(n_clusters)
     second = X.new_zeros(n_clusters, n_features, n_features) if scatter else None
     if chunk_size is None:  # (rows, K) responsibilities, (rows, D) weighted rows, (rows, K, D) scatter
-        chunk_size = max(
-            1, CHUNK_ENTRIES // (n_clusters * n_features if scatter else max(n_clusters, n_features))
-        )
+        width = n_clusters * n_features if scatter else max(n_clusters, n_features)
+        chunk_size = max(1, chunk_entries(X.device) // width)
     log_likelihood, entropy = X.new_zeros(()), X.new_zeros(())
     hard = hard_temperature(sigma, X.dtype)
     n_rows = X.shape[0] if rows is None else rows.shape[0]

@@ -165,7 +165,7 @@ def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     if X.device.type != "cpu":
         means_t = (-2.0 * means).T.contiguous()
         means_sq = (means * means).sum(-1)
-        for rows in chunk_rows(n_rows, n_clusters):
+        for rows in chunk_rows(n_rows, n_clusters, device=X.device):
             torch.argmin(torch.addmm(means_sq, X[rows], means_t), 1, out=labels[rows])
         return labels
     sweep = _sweep_few if n_clusters <= FEW_CLUSTERS else _sweep_rows
@@ -190,7 +190,7 @@ def labelled_sq_distances(X: torch.Tensor, means: torch.Tensor, labels: torch.Te
     """``‖x_n − μ_{z_n}‖²`` computed from the differences, of shape (n_samples,), chunked."""
     out = X.new_empty(X.shape[0])
     ones = X.new_ones(X.shape[1])
-    for rows in chunk_rows(X.shape[0], X.shape[1]):
+    for rows in chunk_rows(X.shape[0], X.shape[1], device=X.device):
         torch.mv((X[rows] - means[labels[rows]]).square_(), ones, out=out[rows])
     return out
 
@@ -230,7 +230,7 @@ def _assign_sums(X, weight, means, unweighted):
     labels = _argmin_rows(X, means)
     index = labels[:, None].expand(-1, n_features)
     sums = X.new_zeros(n_clusters, n_features)
-    for rows in chunk_rows(X.shape[0], n_features):
+    for rows in chunk_rows(X.shape[0], n_features, device=X.device):
         sums.scatter_add_(0, index[rows], X[rows] if unweighted else X[rows] * weight[rows, None])
     return labels, sums, torch.bincount(labels, weights=weight, minlength=n_clusters)
 
