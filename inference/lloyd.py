@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from . import _fused
 from ._comm import LOCAL, Comm
 from ._validation import (
     as_data,
@@ -88,77 +89,11 @@ def lloyd_options(max_iter, tol) -> dict:
     return dict(max_iter=check_positive_int("max_iter", max_iter), tol=check_real("tol", tol, low=0.0))
 
 
-#: Up to this many clusters the CPU step works on (clusters × rows) blocks (``_sweep_few``): measured
-#: faster at 8, mixed at 16, slower from 32 on.
-FEW_CLUSTERS = 8
-
-
-def _sweep_rows(x: np.ndarray, means: np.ndarray, labels: np.ndarray) -> None:
-    """Labels ``argmin_k (‖μ_k‖² − 2 x_n·μ_k)`` of the rows of ``x`` into ``labels``, by cache-sized chunks.
-
-    NumPy's BLAS and row-wise ``argmin`` on views of the same memory: 2-3x faster on CPU than
-    torch's (MKL's float64 GEMM on non-Intel CPUs, and torch's row reductions).
-    """
-    n_rows, n_clusters = x.shape[0], means.shape[0]
-    means_t, bias = (-2.0 * means).T.copy(), np.einsum("kd,kd->k", means, means)
-    chunk = max(256, min(16384, (1 << 18) // n_clusters))
-    buffer = np.empty((min(chunk, n_rows), n_clusters), dtype=x.dtype)
-    for start in range(0, n_rows, chunk):
-        stop = min(start + chunk, n_rows)
-        d = np.matmul(x[start:stop], means_t, out=buffer[: stop - start])
-        labels[start:stop] = np.add(d, bias, out=d).argmin(1)
-
-
-def _sweep_few(x, means, labels, with_sums=False, weight=None):
-    """:func:`_sweep_rows` for a few clusters, on (clusters × rows) blocks; with ``with_sums``, also the M-step sums.
-
-    A row-wise ``argmin`` over a handful of columns costs a call per row. Here the distances of a
-    chunk are a (K, rows) block: the minimum runs down its K contiguous rows, the one-hot matrix
-    ``1[d_kn = min_j d_jn]`` is made in one pass, and two small products of it give each row's label
-    (``Σ_k k·1``) and the cluster sums (``1 · (w x)``) with BLAS, where scikit-learn runs a compiled
-    loop. A row whose minimum is shared (``Σ_k 1 > 1``) keeps the first index, as ``argmin``.
-
-    Returns
-    -------
-    sums : ndarray of shape (n_clusters, n_features) and counts : ndarray of shape (n_clusters,),
-    or None without ``with_sums``. ``weight`` (optional) weighs the rows in them, a chunk at a time.
-    """
-    n_rows, n_clusters = x.shape[0], means.shape[0]
-    scaled, bias = -2.0 * means, np.einsum("kd,kd->k", means, means)[:, None]
-    chunk = min(n_rows, max(256, (1 << 16) // n_clusters))
-    d = np.empty((n_clusters, chunk), dtype=x.dtype)
-    hits, low = np.empty_like(d), np.empty(chunk, dtype=x.dtype)
-    index = np.stack([np.ones(n_clusters), np.arange(n_clusters)]).astype(x.dtype)
-    sums, counts = (
-        (np.zeros((n_clusters, x.shape[1]), x.dtype), np.zeros(n_clusters, x.dtype))
-        if with_sums
-        else (None, None)
-    )
-    for start in range(0, n_rows, chunk):
-        stop = min(start + chunk, n_rows)
-        block, hit, lo = d[:, : stop - start], hits[:, : stop - start], low[: stop - start]
-        np.add(np.matmul(scaled, x[start:stop].T, out=block), bias, out=block)
-        np.equal(block, np.minimum.reduce(block, axis=0, out=lo), out=hit, casting="unsafe")
-        found = index @ hit  # (number of minima, index of the minimum) of each row
-        np.copyto(labels[start:stop], found[1], casting="unsafe")
-        if found[0].sum() != stop - start:  # a shared minimum: the first index, as argmin (rare)
-            ties = np.flatnonzero(found[0] != 1)
-            first = block[:, ties].argmin(0)
-            labels[start + ties] = first
-            hit[:, ties] = 0
-            hit[first, ties] = 1
-        if sums is not None:
-            rows = x[start:stop] if weight is None else x[start:stop] * weight[start:stop, None]
-            sums += hit @ rows
-            counts += hit.sum(1) if weight is None else hit @ weight[start:stop]
-    return None if sums is None else (sums, counts)
-
-
 def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """``argmin_k (‖μ_k‖² − 2 x_n·μ_k)`` for the rows of ``X``, a cache-sized chunk at a time.
+    """``argmin_k (‖μ_k‖² − 2 x_n·μ_k)`` for the rows of ``X``, a chunk of rows at a time.
 
-    On CPU NumPy does it (:func:`_sweep_rows`, :func:`_sweep_few`) with BLAS on one thread, as in
-    scikit-learn's k-means loop: threads waiting on a busy core cost far more. Elsewhere (GPU) torch.
+    On CPU the compiled loop of :mod:`._fused` does it, with BLAS on one thread in each of torch's
+    threads (as in scikit-learn's k-means loop). Elsewhere (GPU) torch.
     """
     n_rows, n_clusters = X.shape[0], means.shape[0]
     labels = torch.empty(n_rows, dtype=torch.long, device=X.device)
@@ -168,10 +103,14 @@ def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         for rows in chunk_rows(n_rows, n_clusters, device=X.device):
             torch.argmin(torch.addmm(means_sq, X[rows], means_t), 1, out=labels[rows])
         return labels
-    sweep = _sweep_few if n_clusters <= FEW_CLUSTERS else _sweep_rows
     with threadpools().limit(limits=1, user_api="blas"):
-        sweep(X.numpy(), means.numpy(), labels.numpy())
+        _fused.assign(_host(X), _host(means), labels.numpy(), torch.get_num_threads())
     return labels
+
+
+def _host(tensor: torch.Tensor) -> np.ndarray:
+    """A C-contiguous NumPy view of a CPU tensor (a copy only if it is not contiguous)."""
+    return np.ascontiguousarray(tensor.numpy())
 
 
 def assign_labels(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -188,6 +127,8 @@ def assign_labels(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
 
 def labelled_sq_distances(X: torch.Tensor, means: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``‖x_n − μ_{z_n}‖²`` computed from the differences, of shape (n_samples,), chunked."""
+    if X.device.type == "cpu":
+        return torch.from_numpy(_fused.labelled_sq_distances(_host(X), _host(means), _host(labels)))
     out = X.new_empty(X.shape[0])
     ones = X.new_ones(X.shape[1])
     for rows in chunk_rows(X.shape[0], X.shape[1], device=X.device):
@@ -218,14 +159,16 @@ def _relocate_empty(X, weight, old_means, labels, sums, counts, comm: Comm = LOC
 def _assign_sums(X, weight, means, unweighted):
     """The E step and the M-step sums in one sweep: ``(labels, sums, counts)``.
 
-    The rows are weighted a chunk at a time (no weighted copy of ``X``); not at all when ``unweighted``.
+    The rows are weighted as they are added (no weighted copy of ``X``); not at all when ``unweighted``.
     """
     n_clusters, n_features = means.shape
-    if X.device.type == "cpu" and n_clusters <= FEW_CLUSTERS:
+    if X.device.type == "cpu":
         labels = torch.empty(X.shape[0], dtype=torch.long)
-        w = None if unweighted else weight.numpy()
+        w = None if unweighted else _host(weight)
         with threadpools().limit(limits=1, user_api="blas"):
-            sums, counts = _sweep_few(X.numpy(), means.numpy(), labels.numpy(), with_sums=True, weight=w)
+            sums, counts = _fused.assign_and_sum(
+                _host(X), _host(means), w, labels.numpy(), torch.get_num_threads()
+            )
         return labels, torch.from_numpy(sums), torch.from_numpy(counts)
     labels = _argmin_rows(X, means)
     index = labels[:, None].expand(-1, n_features)

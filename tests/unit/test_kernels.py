@@ -152,3 +152,15 @@ def test_float32_kernels_stay_finite_at_tiny_sigma(problem):
         assert torch.isfinite(stats.counts).all() and torch.isfinite(stats.sums).all()
         assert not math.isnan(stats.log_likelihood) and not math.isnan(stats.entropy)
         assert stats.counts.sum().item() == pytest.approx(X.shape[0], rel=1e-5)
+
+
+def test_finite_check_finds_nan_and_inf_and_passes_sums_that_overflow():
+    from kmeans_limit.inference._validation import as_data
+
+    X = torch.full((1 << 19, 4), 3e38, dtype=torch.float32)  # every entry finite, their sum is not
+    assert as_data(X) is X
+    for bad in (math.nan, math.inf, -math.inf):
+        X[300_000, 2] = bad  # in the second chunk of 2**20 entries
+        with pytest.raises(ValueError, match=r"X holds NaN or inf \(first at index \(300000, 2\)\)"):
+            as_data(X)
+        X[300_000, 2] = 1.0

@@ -1,0 +1,108 @@
+"""The compiled CPU step of Lloyd's algorithm against plain NumPy, on both of its paths and on threads."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+
+from kmeans_limit.inference import _fused, lloyd
+
+
+def reference(x, means):
+    """Labels (first index on ties) from the full distance matrix."""
+    return ((means * means).sum(1)[None, :] - 2.0 * x @ means.T).argmin(1)
+
+
+# D = 2 and 4 take the loop that computes the products itself; D = 5 and 33 take BLAS on chunks.
+@pytest.mark.parametrize("n_features", [2, 4, 5, 33])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_labels_sums_and_counts_match_numpy(n_features, dtype, n_threads, weighted):
+    rng = np.random.default_rng(n_features)
+    x = rng.normal(size=(3001, n_features)).astype(dtype)
+    means = x[rng.choice(3001, 40, replace=False)].copy()
+    weight = rng.random(3001).astype(dtype) if weighted else None
+    labels = np.full(3001, -1, dtype=np.int64)
+    sums, counts = _fused.assign_and_sum(x, means, weight, labels, n_threads)
+    want_labels = reference(x.astype(np.float64), means.astype(np.float64))
+    # float32 products may round a near-tie the other way than float64; those rows are few.
+    assert (labels == want_labels).mean() >= (1.0 if dtype == np.float64 else 0.995)
+    # The sums and counts are those of the labels returned (accumulated in the data's dtype).
+    w = np.ones(3001) if weight is None else weight.astype(np.float64)
+    want_sums = np.zeros((40, n_features))
+    np.add.at(want_sums, labels, x.astype(np.float64) * w[:, None])
+    close = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(sums, want_sums, rtol=close, atol=close * np.abs(want_sums).max())
+    np.testing.assert_allclose(counts, np.bincount(labels, weights=w, minlength=40), rtol=close)
+    assert sums.dtype == counts.dtype == dtype
+    only = np.full(3001, -1, dtype=np.int64)
+    _fused.assign(x, means, only, n_threads)
+    np.testing.assert_array_equal(only, labels)
+
+
+@pytest.mark.parametrize("n_features", [2, 8])
+def test_ties_go_to_the_first_centroid(n_features):
+    x = np.zeros((5, n_features))
+    means = np.array([[1.0] + [0.0] * (n_features - 1)] * 2 + [[-1.0] + [0.0] * (n_features - 1)] * 2)
+    labels = np.empty(5, dtype=np.int64)
+    sums, counts = _fused.assign_and_sum(x, means, None, labels)
+    np.testing.assert_array_equal(labels, 0)  # four centroids at the same distance: the first
+    np.testing.assert_array_equal(counts, [5, 0, 0, 0])
+
+
+def test_more_threads_than_rows():
+    x = np.array([[0.0, 0.0], [10.0, 10.0]])
+    labels = np.empty(2, dtype=np.int64)
+    sums, counts = _fused.assign_and_sum(x, x.copy(), None, labels, n_threads=8)
+    np.testing.assert_array_equal(labels, [0, 1])
+    np.testing.assert_array_equal(sums, x)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lloyd_on_wide_data_equals_sklearn_on_any_number_of_threads(threads):
+    X, _ = make_blobs(2000, n_features=12, centers=9, cluster_std=2.0, random_state=3)
+    init = X[np.random.default_rng(0).choice(2000, 9, replace=False)]
+    km = KMeans(9, init=init, n_init=1, algorithm="lloyd", tol=0.0).fit(X)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        result = lloyd(torch.from_numpy(X), torch.from_numpy(init), tol=0.0)
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_allclose(result.means.numpy(), km.cluster_centers_, rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(result.labels.numpy(), km.labels_)
+    assert result.n_iter == km.n_iter_
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_labelled_sq_distances_are_the_differences(dtype):
+    rng = np.random.default_rng(1)
+    x, means = rng.normal(size=(500, 7)).astype(dtype), rng.normal(size=(6, 7)).astype(dtype)
+    labels = rng.integers(6, size=500)
+    got = _fused.labelled_sq_distances(x, means, labels)
+    want = ((x.astype(np.float64) - means[labels]) ** 2).sum(1)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == np.float64 else 1e-6)
+
+
+# Python >= 3.12 warns that forking a multi-threaded process may deadlock: the point of this test.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_runs_on_threads_of_its_own():
+    """Threads do not survive fork: the parent's pool would leave a child waiting for ever."""
+    import multiprocessing
+
+    x = np.random.default_rng(2).normal(size=(1000, 3))
+    labels = np.empty(1000, dtype=np.int64)
+    _fused.assign(x, x[:5].copy(), labels, n_threads=2)  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        child = pool.apply_async(_child_labels, (x,)).get(timeout=60)
+    np.testing.assert_array_equal(child, labels)
+
+
+def _child_labels(x):
+    labels = np.empty(len(x), dtype=np.int64)
+    _fused.assign(x, x[:5].copy(), labels, n_threads=2)
+    return labels
