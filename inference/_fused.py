@@ -23,8 +23,10 @@ __all__ = ["assign", "assign_and_sum", "labelled_sq_distances"]
 #: Up to this many features the distances are computed in the loop itself, one row at a time: a
 #: BLAS call on a (rows × D) chunk with so few columns costs more than it saves.
 DIRECT_FEATURES = 4
-#: About this many (row, cluster) products a chunk holds (1 MB in float64, about half of L2).
-CHUNK_ENTRIES = 1 << 17
+#: A chunk's rows and their products with the centroids, (rows × (D + K)) numbers, take about this
+#: many bytes: they stay in the L2 cache between the BLAS call and the loop that reads them again
+#: (at least 256 rows: BLAS is slower on fewer, as scikit-learn's chunks of 256 rows).
+CHUNK_BYTES = 1 << 19
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -108,7 +110,7 @@ def _run(x, means, weight, labels, with_sums, n_threads):
     n_clusters, n_features = means.shape
     means_t = np.ascontiguousarray(-2.0 * means.T)
     bias = np.einsum("kd,kd->k", means, means)
-    chunk = max(256, CHUNK_ENTRIES // n_clusters)
+    chunk = max(256, CHUNK_BYTES // ((n_features + n_clusters) * x.itemsize))
     blocks = _blocks(x.shape[0], n_threads)
     sums = np.zeros((len(blocks), n_clusters, n_features), dtype=x.dtype)
     counts = np.zeros((len(blocks), n_clusters), dtype=x.dtype)

@@ -126,7 +126,10 @@ def assign_labels(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
 
 
 def labelled_sq_distances(X: torch.Tensor, means: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``‖x_n − μ_{z_n}‖²`` computed from the differences, of shape (n_samples,), chunked."""
+    """``‖x_n − μ_{z_n}‖²`` computed from the differences, of shape (n_samples,).
+
+    One compiled pass on CPU (:mod:`._fused`); a chunk of rows at a time elsewhere.
+    """
     if X.device.type == "cpu":
         return torch.from_numpy(_fused.labelled_sq_distances(_host(X), _host(means), _host(labels)))
     out = X.new_empty(X.shape[0])
