@@ -21,7 +21,7 @@ from ._validation import (
     make_generator,
 )
 from .em import check_weights_mode
-from .kernels import row_sq_norms, serial_if_small
+from .kernels import centred_copy, row_sq_norms, serial_if_small
 from .lloyd import LloydResult, lloyd_core
 
 __all__ = ["AnnealPath", "AnnealResult", "anneal", "anneal_core", "anneal_options"]
@@ -218,7 +218,7 @@ def anneal_core(
     """
     offset = _centring_offset(X, weight, comm)
     if offset.any():
-        X = X - offset
+        X = centred_copy(X, offset)
     state = Annealer(
         X,
         weight,

@@ -20,7 +20,7 @@ from ._validation import (
     check_sigma,
     check_weights,
 )
-from .kernels import SufficientStats, nearest_centroid, serial_if_small, sufficient_stats
+from .kernels import SufficientStats, centred_copy, nearest_centroid, serial_if_small, sufficient_stats
 
 __all__ = [
     "EMResult",
@@ -166,7 +166,7 @@ def em_fit(
     ``Q_k − ‖S_k‖²/N_k``, behind σ², accurate.
     """
     offset = comm.sum_(X.sum(0))[0] / comm.total(X.shape[0])
-    X, means = X - offset, means - offset
+    X, means = centred_copy(X, offset), means - offset
     learn_sigma = sigma is None
     if learn_sigma:
         sigma = _initial_sigma(X, means, weight, comm)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
@@ -21,6 +22,7 @@ __all__ = [
     "SufficientStats",
     "batched_log_responsibilities",
     "batched_mixture_logits",
+    "centred_copy",
     "chunk_entries",
     "chunk_rows",
     "hard_temperature",
@@ -76,6 +78,19 @@ def chunk_rows(
         chunk_size = max(1, chunk_entries(device) // max(1, n_clusters))
     for start in range(0, n_samples, chunk_size):
         yield slice(start, min(start + chunk_size, n_samples))
+
+
+def centred_copy(X: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``X − offset``, a new tensor of ``X``'s shape, dtype and device.
+
+    On CPU NumPy allocates it: NumPy asks the kernel for huge pages for large arrays and torch's
+    allocator does not (unless ``THP_MEM_ALLOC_ENABLE=1`` is set before torch starts), so the page
+    faults of a fresh (N, D) tensor cost 3-5x more through torch (40 ms against 12 ms for 51 MB), as
+    much as several Lloyd iterations on small D.
+    """
+    if X.device.type != "cpu":
+        return X - offset
+    return torch.from_numpy(np.subtract(X.numpy(), offset.numpy()))
 
 
 def row_sq_norms(X: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,7 +17,7 @@ from ._validation import (
     check_real,
     check_sample_weight,
 )
-from .kernels import chunk_rows, serial_if_small, threadpools
+from .kernels import centred_copy, chunk_rows, serial_if_small, threadpools
 
 __all__ = ["LloydResult", "lloyd", "lloyd_core", "lloyd_options", "assign_labels", "labelled_sq_distances"]
 
@@ -96,13 +96,14 @@ def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     threads (as in scikit-learn's k-means loop). Elsewhere (GPU) torch.
     """
     n_rows, n_clusters = X.shape[0], means.shape[0]
-    labels = torch.empty(n_rows, dtype=torch.long, device=X.device)
     if X.device.type != "cpu":
+        labels = torch.empty(n_rows, dtype=torch.long, device=X.device)
         means_t = (-2.0 * means).T.contiguous()
         means_sq = (means * means).sum(-1)
         for rows in chunk_rows(n_rows, n_clusters, device=X.device):
             torch.argmin(torch.addmm(means_sq, X[rows], means_t), 1, out=labels[rows])
         return labels
+    labels = _host_labels(n_rows)
     with threadpools().limit(limits=1, user_api="blas"):
         _fused.assign(_host(X), _host(means), labels.numpy(), torch.get_num_threads())
     return labels
@@ -111,6 +112,11 @@ def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
 def _host(tensor: torch.Tensor) -> np.ndarray:
     """A C-contiguous NumPy view of a CPU tensor (a copy only if it is not contiguous)."""
     return np.ascontiguousarray(tensor.numpy())
+
+
+def _host_labels(n_rows: int) -> torch.Tensor:
+    """An uninitialised long tensor of shape (n_rows,) on CPU, allocated by NumPy (see ``centred_copy``)."""
+    return torch.from_numpy(np.empty(n_rows, dtype=np.int64))
 
 
 def assign_labels(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -166,7 +172,7 @@ def _assign_sums(X, weight, means, unweighted):
     """
     n_clusters, n_features = means.shape
     if X.device.type == "cpu":
-        labels = torch.empty(X.shape[0], dtype=torch.long)
+        labels = _host_labels(X.shape[0])
         w = None if unweighted else _host(weight)
         with threadpools().limit(limits=1, user_api="blas"):
             sums, counts = _fused.assign_and_sum(
@@ -223,7 +229,7 @@ def lloyd_core(
     n_samples = comm.total(X.shape[0])
     offset = X.new_zeros(X.shape[1]) if centred else comm.sum_(X.sum(0))[0] / n_samples
     if not centred:
-        X = X - offset  # centred, as scikit-learn does, for accurate distances
+        X = centred_copy(X, offset)  # centred, as scikit-learn does, for accurate distances
     means = means - offset
     if tol > 0:  # mean_j Var(X_j) = Σ_n ‖x_n − x̄‖² / (N·D): one reduction
         tol *= comm.total(torch.linalg.vector_norm(X).square().item()) / (n_samples * X.shape[1])
