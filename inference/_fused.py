@@ -23,6 +23,9 @@ __all__ = ["assign", "assign_and_sum", "labelled_sq_distances"]
 #: Up to this many features the distances are computed in the loop itself, one row at a time: a
 #: BLAS call on a (rows × D) chunk with so few columns costs more than it saves.
 DIRECT_FEATURES = 4
+#: A block of rows holds at least this many row × cluster × feature products, so that a thread is
+#: only started for work that outweighs handing it over (about a millisecond of it).
+MIN_BLOCK_WORK = 1 << 21
 #: A chunk's rows and their products with the centroids, (rows × (D + K)) numbers, take about this
 #: many bytes: they stay in the L2 cache between the BLAS call and the loop that reads them again
 #: (at least 256 rows: BLAS is slower on fewer, as scikit-learn's chunks of 256 rows).
@@ -100,8 +103,9 @@ def _pool_of_process(n_threads: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="kmeans-limit-lloyd")
 
 
-def _blocks(n_rows: int, n_threads: int) -> list[slice]:
-    n_blocks = max(1, min(n_threads, n_rows))
+def _blocks(n_rows: int, n_threads: int, row_work: int) -> list[slice]:
+    """Contiguous blocks of rows, one a thread, each with at least ``MIN_BLOCK_WORK`` products."""
+    n_blocks = max(1, min(n_threads, n_rows * row_work // MIN_BLOCK_WORK))
     edges = [n_rows * b // n_blocks for b in range(n_blocks + 1)]
     return [slice(edges[b], edges[b + 1]) for b in range(n_blocks)]
 
@@ -111,7 +115,7 @@ def _run(x, means, weight, labels, with_sums, n_threads):
     means_t = np.ascontiguousarray(-2.0 * means.T)
     bias = np.einsum("kd,kd->k", means, means)
     chunk = max(256, CHUNK_BYTES // ((n_features + n_clusters) * x.itemsize))
-    blocks = _blocks(x.shape[0], n_threads)
+    blocks = _blocks(x.shape[0], n_threads, n_clusters * n_features)
     sums = np.zeros((len(blocks), n_clusters, n_features), dtype=x.dtype)
     counts = np.zeros((len(blocks), n_clusters), dtype=x.dtype)
 

@@ -7,6 +7,7 @@ ever made for all N at once. They run in the data's dtype (float32 or float64) o
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ __all__ = [
     "centred_copy",
     "chunk_entries",
     "chunk_rows",
+    "cpu_threads",
     "hard_temperature",
     "log_responsibilities",
     "nearest_centroid",
@@ -57,8 +59,30 @@ def serial_if_small(work: int) -> contextlib.AbstractContextManager:
     with two threads, and annealing 100,000 rows into 100 clusters 8x slower (163 s against 20 s).
     scikit-learn runs its k-means loop with BLAS on one thread for the same reason. ``work`` is
     about rows × clusters × features; from ``SERIAL_WORK`` on, the pools are left as they are.
+
+    The compiled Lloyd step runs on threads of its own, outside these pools, and still gets the
+    count the caller had set (:func:`cpu_threads`).
     """
-    return contextlib.nullcontext() if work >= SERIAL_WORK else threadpools().limit(limits=1)
+    return contextlib.nullcontext() if work >= SERIAL_WORK else _serial()
+
+
+_CALLER_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("threads", default=None)
+
+
+@contextlib.contextmanager
+def _serial() -> Iterator[None]:
+    token = _CALLER_THREADS.set(cpu_threads())
+    try:
+        with threadpools().limit(limits=1):
+            yield
+    finally:
+        _CALLER_THREADS.reset(token)
+
+
+def cpu_threads() -> int:
+    """The number of CPU threads the caller gave torch (its count before any ``serial_if_small``)."""
+    saved = _CALLER_THREADS.get()
+    return torch.get_num_threads() if saved is None else saved
 
 
 def chunk_entries(device: torch.device | None = None) -> int:

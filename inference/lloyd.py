@@ -17,7 +17,7 @@ from ._validation import (
     check_real,
     check_sample_weight,
 )
-from .kernels import centred_copy, chunk_rows, serial_if_small, threadpools
+from .kernels import centred_copy, chunk_rows, cpu_threads, serial_if_small, threadpools
 
 __all__ = ["LloydResult", "lloyd", "lloyd_core", "lloyd_options", "assign_labels", "labelled_sq_distances"]
 
@@ -92,8 +92,8 @@ def lloyd_options(max_iter, tol) -> dict:
 def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """``argmin_k (‖μ_k‖² − 2 x_n·μ_k)`` for the rows of ``X``, a chunk of rows at a time.
 
-    On CPU the compiled loop of :mod:`._fused` does it, with BLAS on one thread in each of torch's
-    threads (as in scikit-learn's k-means loop). Elsewhere (GPU) torch.
+    On CPU the compiled loop of :mod:`._fused` does it, with BLAS on one thread in each of the
+    caller's threads (as in scikit-learn's k-means loop). Elsewhere (GPU) torch.
     """
     n_rows, n_clusters = X.shape[0], means.shape[0]
     if X.device.type != "cpu":
@@ -105,13 +105,24 @@ def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         return labels
     labels = _host_labels(n_rows)
     with threadpools().limit(limits=1, user_api="blas"):
-        _fused.assign(_host(X), _host(means), labels.numpy(), torch.get_num_threads())
+        _fused.assign(_host(X), _host(means), labels.numpy(), cpu_threads())
     return labels
 
 
 def _host(tensor: torch.Tensor) -> np.ndarray:
     """A C-contiguous NumPy view of a CPU tensor (a copy only if it is not contiguous)."""
     return np.ascontiguousarray(tensor.numpy())
+
+
+def _same_labels(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two label tensors are equal; on CPU by NumPy, outside torch's thread pool.
+
+    A torch operation on N labels starts torch's OpenMP threads, which then spin for a while and
+    take the cores from the compiled step's threads that run next.
+    """
+    if a.device.type == "cpu":
+        return bool(np.array_equal(a.numpy(), b.numpy()))
+    return torch.equal(a, b)
 
 
 def _host_labels(n_rows: int) -> torch.Tensor:
@@ -175,9 +186,7 @@ def _assign_sums(X, weight, means, unweighted):
         labels = _host_labels(X.shape[0])
         w = None if unweighted else _host(weight)
         with threadpools().limit(limits=1, user_api="blas"):
-            sums, counts = _fused.assign_and_sum(
-                _host(X), _host(means), w, labels.numpy(), torch.get_num_threads()
-            )
+            sums, counts = _fused.assign_and_sum(_host(X), _host(means), w, labels.numpy(), cpu_threads())
         return labels, torch.from_numpy(sums), torch.from_numpy(counts)
     labels = _argmin_rows(X, means)
     index = labels[:, None].expand(-1, n_features)
@@ -242,7 +251,7 @@ def lloyd_core(
         labels, sums, counts = _assign_sums(X, weight, means, unweighted)
         comm.sum_(sums, counts)
         means, old = _update(X, weight, labels, means, sums, counts, comm), means
-        if labels_old is not None and not comm.any(not torch.equal(labels, labels_old)):
+        if labels_old is not None and not comm.any(not _same_labels(labels, labels_old)):
             strict = converged = True
             break
         if (means - old).square_().sum().item() <= tol:

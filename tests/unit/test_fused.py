@@ -19,10 +19,11 @@ def reference(x, means):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_labels_sums_and_counts_match_numpy(n_features, dtype, n_threads, weighted):
+def test_labels_sums_and_counts_match_numpy(n_features, dtype, n_threads, weighted, monkeypatch):
     rng = np.random.default_rng(n_features)
     x = rng.normal(size=(3001, n_features)).astype(dtype)
     means = x[rng.choice(3001, 40, replace=False)].copy()
+    monkeypatch.setattr(_fused, "MIN_BLOCK_WORK", 1)  # blocks on these few rows too
     weight = rng.random(3001).astype(dtype) if weighted else None
     labels = np.full(3001, -1, dtype=np.int64)
     sums, counts = _fused.assign_and_sum(x, means, weight, labels, n_threads)
@@ -52,7 +53,8 @@ def test_ties_go_to_the_first_centroid(n_features):
     np.testing.assert_array_equal(counts, [5, 0, 0, 0])
 
 
-def test_more_threads_than_rows():
+def test_more_threads_than_rows(monkeypatch):
+    monkeypatch.setattr(_fused, "MIN_BLOCK_WORK", 1)
     x = np.array([[0.0, 0.0], [10.0, 10.0]])
     labels = np.empty(2, dtype=np.int64)
     sums, counts = _fused.assign_and_sum(x, x.copy(), None, labels, n_threads=8)
@@ -61,7 +63,8 @@ def test_more_threads_than_rows():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_lloyd_on_wide_data_equals_sklearn_on_any_number_of_threads(threads):
+def test_lloyd_on_wide_data_equals_sklearn_on_any_number_of_threads(threads, monkeypatch):
+    monkeypatch.setattr(_fused, "MIN_BLOCK_WORK", 1)
     X, _ = make_blobs(2000, n_features=12, centers=9, cluster_std=2.0, random_state=3)
     init = X[np.random.default_rng(0).choice(2000, 9, replace=False)]
     km = KMeans(9, init=init, n_init=1, algorithm="lloyd", tol=0.0).fit(X)
@@ -89,13 +92,15 @@ def test_labelled_sq_distances_are_the_differences(dtype):
 
 # Python >= 3.12 warns that forking a multi-threaded process may deadlock: the point of this test.
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_forked_child_runs_on_threads_of_its_own():
+def test_a_forked_child_runs_on_threads_of_its_own(monkeypatch):
     """Threads do not survive fork: the parent's pool would leave a child waiting for ever."""
     import multiprocessing
 
+    monkeypatch.setattr(_fused, "MIN_BLOCK_WORK", 1)  # two blocks on few rows (the child inherits it)
     x = np.random.default_rng(2).normal(size=(1000, 3))
-    labels = np.empty(1000, dtype=np.int64)
+    labels = np.empty(len(x), dtype=np.int64)
     _fused.assign(x, x[:5].copy(), labels, n_threads=2)  # the parent's pool exists now
+    assert _fused._pool_of_process.cache_info().currsize > 0
     context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:
         child = pool.apply_async(_child_labels, (x,)).get(timeout=60)

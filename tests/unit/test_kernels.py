@@ -164,3 +164,19 @@ def test_finite_check_finds_nan_and_inf_and_passes_sums_that_overflow():
         with pytest.raises(ValueError, match=r"X holds NaN or inf \(first at index \(300000, 2\)\)"):
             as_data(X)
         X[300_000, 2] = 1.0
+
+
+def test_serial_contexts_keep_the_callers_thread_count_for_the_compiled_step():
+    from kmeans_limit.inference.kernels import cpu_threads, serial_if_small
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with serial_if_small(10):
+            assert torch.get_num_threads() == 1
+            assert cpu_threads() == 2
+            with serial_if_small(10):  # nested: still the caller's count
+                assert cpu_threads() == 2
+        assert cpu_threads() == torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
