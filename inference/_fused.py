@@ -111,6 +111,8 @@ def _blocks(n_rows: int, n_threads: int, row_work: int) -> list[slice]:
 
 
 def _run(x, means, weight, labels, with_sums, n_threads):
+    """Labels into ``labels``; the per-cluster ``(sums, counts)`` of the blocks added up (zeros
+    without ``with_sums``)."""
     n_clusters, n_features = means.shape
     means_t = np.ascontiguousarray(-2.0 * means.T)
     bias = np.einsum("kd,kd->k", means, means)

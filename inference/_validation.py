@@ -56,7 +56,7 @@ def check_real(
 
 def _as_float_tensor(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
-        tensor = value
+        tensor = value.detach()  # the fits are not differentiable: a view without the autograd graph
     else:
         try:
             tensor = torch.as_tensor(np.asarray(value))

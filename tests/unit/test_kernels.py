@@ -158,7 +158,7 @@ def test_finite_check_finds_nan_and_inf_and_passes_sums_that_overflow():
     from kmeans_limit.inference._validation import as_data
 
     X = torch.full((1 << 19, 4), 3e38, dtype=torch.float32)  # every entry finite, their sum is not
-    assert as_data(X) is X
+    assert as_data(X).data_ptr() == X.data_ptr()  # no copy
     for bad in (math.nan, math.inf, -math.inf):
         X[300_000, 2] = bad  # in the second chunk of 2**20 entries
         with pytest.raises(ValueError, match=r"X holds NaN or inf \(first at index \(300000, 2\)\)"):
@@ -180,3 +180,12 @@ def test_serial_contexts_keep_the_callers_thread_count_for_the_compiled_step():
         assert cpu_threads() == torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+
+
+def test_tensors_that_require_grad_are_fitted_without_their_graph():
+    from kmeans_limit.inference import anneal, em, lloyd
+
+    X = torch.randn(200, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    for fit in (lloyd(X, X[:3], tol=0.0), anneal(X, 3), em(X, X[:3], max_iter=500)):
+        assert not fit.means.requires_grad and torch.isfinite(fit.means).all()
+    assert X.grad is None
