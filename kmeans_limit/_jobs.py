@@ -284,11 +284,13 @@ def run_posterior(
     seed: int,
     progress,
     num_steps: int | None = None,
+    batch_size: int | None = None,
     reference=None,
 ) -> object:
     """``fit_posterior`` on the data, with progress bars when they are on, relabelled: pivoted to the
     MAP draw, or to ``reference`` centroids (of shape (K, D)) when given, e.g. the hard fit's.
-    ``num_steps`` goes to the optimisers of svi and map (the samplers have no such option)."""
+    ``num_steps`` goes to the optimisers of svi and map (the samplers have no such option), and
+    ``batch_size`` (mini-batches) to them too."""
     from .inference.posterior import fit_posterior
     from .inference.relabel import relabel
 
@@ -305,6 +307,7 @@ def run_posterior(
         progress=progress.enabled,
         relabel=reference is None,
         **({"num_steps": num_steps} if num_steps is not None and method in ("svi", "map") else {}),
+        **({"batch_size": batch_size} if batch_size is not None and method in ("svi", "map") else {}),
     )
     return idata if reference is None else relabel(idata, reference=reference)
 

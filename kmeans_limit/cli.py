@@ -103,7 +103,12 @@ def clusters_option(required: bool = True):
 
 
 def sampler_options(command):
-    """--sigma, --num-samples, --num-warmup, --chains and --num-steps of the posterior methods."""
+    """--sigma, --num-samples, --num-warmup, --chains, --num-steps and --batch-size of the posterior methods."""
+    command = click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        help="Rows each svi or map step observes, at random, scaled to all N (mini-batches; default: all).",
+    )(command)
     command = click.option(
         "--num-steps",
         type=click.IntRange(min=1),
@@ -253,6 +258,7 @@ def posterior(
     num_warmup,
     chains,
     num_steps,
+    batch_size,
     seed,
     out,
     force,
@@ -263,6 +269,7 @@ def posterior(
     With --out, writes posterior.nc (arviz InferenceData, netCDF; readable by 'sample --from') and
     the pair plot of σ and weights and the centroid clouds.
     """
+    _optimisers_only(batch_size, [method])
     names = ("posterior.nc", *_jobs.POSTERIOR_PLOTS)
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
     paths = _jobs.plan_outputs(out, names, force)
@@ -275,6 +282,7 @@ def posterior(
         num_warmup=num_warmup,
         chains=chains,
         num_steps=num_steps,
+        batch_size=batch_size,
         seed=seed,
         progress=Progress(quiet),
     )
@@ -363,6 +371,7 @@ def compare(
     num_warmup,
     chains,
     num_steps,
+    batch_size,
     seed,
     out,
     force,
@@ -372,6 +381,7 @@ def compare(
 
     With --out, writes compare.csv and posterior_METHOD.nc for each method.
     """
+    _optimisers_only(batch_size, methods)
     names = ("compare.csv", *(f"posterior_{m}.nc" for m in methods))
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
     paths = _jobs.plan_outputs(out, names, force)
@@ -385,6 +395,7 @@ def compare(
             num_warmup=num_warmup,
             chains=chains,
             num_steps=num_steps,
+            batch_size=batch_size,
             seed=seed,
             progress=Progress(quiet),
         )
@@ -393,6 +404,12 @@ def compare(
     table = _jobs.write_compare(fits, loaded, paths, force=force)
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     _echo_written(paths)
+
+
+def _optimisers_only(batch_size: int | None, methods) -> None:
+    """A usage error for --batch-size without svi or map among the methods."""
+    if batch_size is not None and not {"svi", "map"} & set(methods):
+        raise click.UsageError(f"--batch-size {batch_size} applies to the svi and map methods only")
 
 
 def _echo_written(paths: dict[str, Path]) -> None:

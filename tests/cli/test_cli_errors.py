@@ -62,6 +62,19 @@ CASES = [
     ),
     (["posterior", "ok.csv", "-k", "2", "--num-samples", "0"], ["--num-samples"]),
     (
+        ["posterior", "ok.csv", "-k", "2", "--batch-size", "2"],
+        ["--batch-size 2 applies to the svi and map methods only"],
+    ),
+    (
+        ["posterior", "ok.csv", "-k", "2", "--method", "svi", "--batch-size", "9"],
+        ["batch_size=9 should be <= n_samples=4"],
+    ),
+    (["posterior", "ok.csv", "-k", "2", "--method", "svi", "--batch-size", "0"], ["--batch-size"]),
+    (
+        ["compare", "ok.csv", "-k", "2", "--methods", "gibbs,nuts", "--batch-size", "2"],
+        ["applies to the svi and map methods only"],
+    ),
+    (
         ["compare", "ok.csv", "-k", "2", "--methods", "gibbs,hmc"],
         ["distinct methods from gibbs, nuts, svi, map"],
     ),

@@ -115,3 +115,20 @@ def test_compare_writes_a_table_and_each_posterior(blobs_csv, tmp_path, run_cli)
     assert (out / "compare.csv").read_text().count("\n") >= 2
     for method in ("gibbs", "map"):
         assert load_fit(out / f"posterior_{method}.nc").means.shape[1:] == (3, 2)
+
+
+def test_posterior_by_mini_batch_svi(blobs_csv, cli_in_process, monkeypatch):
+    from kmeans_limit.inference import posterior
+
+    seen, fit_posterior = {}, posterior.fit_posterior
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return fit_posterior(*args, **kwargs)
+
+    monkeypatch.setattr(posterior, "fit_posterior", spy)
+    args = ["--columns", "left,up", "--num-samples", 20, "--chains", 1, "--num-steps", 300, "-q"]
+    result = cli_in_process("posterior", blobs_csv, "-k", 3, "--method", "svi", "--batch-size", 15, *args)
+    assert result.returncode == 0, result.stderr
+    assert "posterior (svi" in result.stdout
+    assert seen["batch_size"] == 15 and seen["num_steps"] == 300
