@@ -20,6 +20,7 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 __all__ = [
     "log_prior",
     "pointwise_log_likelihood",
+    "total_log_likelihood",
 ]
 
 
@@ -96,6 +97,26 @@ def pointwise_log_likelihood(
         for rows in chunk_rows(X.shape[0], n_clusters, chunk_size)
     ]
     return torch.cat(pieces, dim=-1)
+
+
+def total_log_likelihood(
+    X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor
+) -> torch.Tensor:
+    """``Σ_n log p(x_n | weights, means, σ)`` for every draw, without the (n_batch, n_samples) matrix.
+
+    The sum over rows of :func:`pointwise_log_likelihood`, a chunk of rows at a time: memory
+    O(n_batch · chunk) however many rows there are.
+
+    Returns
+    -------
+    tensor of shape (n_batch,)
+    """
+    n_batch, n_clusters = weights.shape
+    chunk_size = max(1, chunk_entries(X.device) // (n_batch * n_clusters))
+    log_weights, total = weights.log(), X.new_zeros(n_batch)
+    for rows in chunk_rows(X.shape[0], n_clusters, chunk_size):
+        total += batched_log_responsibilities(X[rows], means, log_weights, sigma)[1].sum(-1)
+    return total
 
 
 def _stick_breaking(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from pyro.infer import Predictive
 
 from ..models import Priors, spherical_gmm
 from ._validation import pyro_seed
-from .density import log_prior, pointwise_log_likelihood
+from .density import log_prior, pointwise_log_likelihood, total_log_likelihood
 
 __all__ = ["PosteriorDraws", "package_versions", "posterior_tensors", "to_inference_data"]
 
@@ -94,6 +94,7 @@ def to_inference_data(
     attrs: dict,
     posterior_predictive: bool = False,
     seed: int = 0,
+    log_likelihood: bool = True,
 ) -> az.InferenceData:
     """Build the ``InferenceData`` of a posterior fit with ``az.from_dict``.
 
@@ -110,13 +111,17 @@ def to_inference_data(
         Also draw x at every posterior draw (ancestral sampling from the program).
     seed : int, default 0
         For the posterior predictive draws.
+    log_likelihood : bool, default True
+        Store the pointwise log-likelihood (chain × draw × observation numbers: for LOO and WAIC).
+        Without it ``lp`` is still exact, summed a chunk of rows at a time.
 
     Returns
     -------
     arviz.InferenceData
         ``posterior``: weights (chain, draw, cluster), means (chain, draw, cluster, feature), sigma
         (chain, draw); ``sample_stats``: lp = log p(X, θ) with z summed out, plus the sampler's own;
-        ``log_likelihood``: x (chain, draw, observation); ``observed_data``: x (observation, feature);
+        ``log_likelihood``: x (chain, draw, observation), unless ``log_likelihood=False``;
+        ``observed_data``: x (observation, feature);
         ``posterior_predictive``: x (chain, draw, observation, feature) on request.
     """
     n_chains, n_draws, n_clusters, n_features = draws.means.shape
@@ -126,8 +131,12 @@ def to_inference_data(
     # In float64 whatever the sampler ran in: ‖x‖²/2σ² and 2x·μ/2σ² nearly cancel, and float32 would
     # lose up to 0.05 nats a point at σ = 0.01 (LOO and lp sum those errors over N).
     weights, means, sigma_flat = weights.double(), means.double(), sigma_flat.double()
-    log_lik = pointwise_log_likelihood(X.double(), weights, means, sigma_flat)
-    lp = log_lik.sum(-1) + log_prior(weights, means, sigma_flat if sigma is None else None, priors)
+    if log_likelihood:
+        log_lik = pointwise_log_likelihood(X.double(), weights, means, sigma_flat)
+        total = log_lik.sum(-1)
+    else:
+        total = total_log_likelihood(X.double(), weights, means, sigma_flat)
+    lp = total + log_prior(weights, means, sigma_flat if sigma is None else None, priors)
     numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
     groups = {
         "posterior": {
@@ -136,9 +145,10 @@ def to_inference_data(
             "sigma": numpy(draws.sigma),
         },
         "sample_stats": {"lp": numpy(lp.reshape(n_chains, n_draws)), **draws.sample_stats},
-        "log_likelihood": {"x": numpy(log_lik.reshape(n_chains, n_draws, -1))},
         "observed_data": {"x": numpy(X)},
     }
+    if log_likelihood:
+        groups["log_likelihood"] = {"x": numpy(log_lik.reshape(n_chains, n_draws, -1))}
     if posterior_predictive:
         groups["posterior_predictive"] = {"x": numpy(_predictive_draws(draws, X, sigma, priors, seed))}
     all_attrs = {**attrs, **draws.attrs, **package_versions(), "relabelled": "none"}

@@ -287,3 +287,26 @@ def test_priors_are_used(blobs):
     tight = Priors(tau0=0.01)  # every centroid pinned near m0 = 0
     idata = fit_posterior(blobs[0], 3, priors=tight, **QUICK)
     assert np.abs(idata.posterior["means"].values).max() < 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs", [QUICK, {**SVI_QUICK, "method": "svi", "batch_size": 20}], ids=["gibbs", "minibatch-svi"]
+)
+def test_without_the_pointwise_log_likelihood_the_fit_and_lp_are_the_same(blobs, kwargs):
+    full = fit_posterior(blobs[0], 3, seed=5, **kwargs)
+    lean = fit_posterior(blobs[0], 3, seed=5, log_likelihood=False, **kwargs)
+    assert "log_likelihood" in full.groups() and "log_likelihood" not in lean.groups()
+    for name in ("weights", "means", "sigma"):
+        np.testing.assert_array_equal(lean.posterior[name].values, full.posterior[name].values)
+    np.testing.assert_allclose(lean.sample_stats["lp"].values, full.sample_stats["lp"].values, rtol=1e-12)
+
+
+def test_total_log_likelihood_is_the_sum_of_the_pointwise_one(blobs):
+    from kmeans_limit.inference.density import pointwise_log_likelihood, total_log_likelihood
+
+    generator = torch.Generator().manual_seed(1)
+    weights = torch.randn(7, 3, generator=generator, dtype=torch.float64).softmax(-1)
+    means = torch.randn(7, 3, 2, generator=generator, dtype=torch.float64)
+    sigma = torch.rand(7, generator=generator, dtype=torch.float64) + 0.3
+    pointwise = pointwise_log_likelihood(blobs[0], weights, means, sigma)
+    torch.testing.assert_close(total_log_likelihood(blobs[0], weights, means, sigma), pointwise.sum(-1))
