@@ -32,7 +32,20 @@ MIN_BLOCK_WORK = 1 << 21
 CHUNK_BYTES = 1 << 19
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+def _compiled(**options):
+    """``numba.njit(nogil=True, cache=True, **options)``, without the on-disk cache where numba finds
+    nowhere to write it (a read-only install and home): then each process compiles anew, in ~1 s."""
+
+    def decorate(function):
+        try:
+            return numba.njit(nogil=True, cache=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(nogil=True, **options)(function)
+
+    return decorate
+
+
+@_compiled(inline="always")
 def _take(scores, i, x, weight, labels, sums, counts):  # pragma: no cover
     """Row i's label, the first index of the smallest score; then the row joins its centroid's sum.
 
@@ -55,7 +68,7 @@ def _take(scores, i, x, weight, labels, sums, counts):  # pragma: no cover
                 sums[best, t] += weight[i] * x[i, t]
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled()
 def _nearest_direct(x, means_t, bias, weight, labels, sums, counts):  # pragma: no cover
     """Rows of ``x`` one at a time: scores ``‖μ_k‖² − 2 x·μ_k`` (``bias`` + ``x @ means_t``), nearest kept."""
     n_clusters = means_t.shape[1]
@@ -70,7 +83,7 @@ def _nearest_direct(x, means_t, bias, weight, labels, sums, counts):  # pragma: 
         _take(scores, i, x, weight, labels, sums, counts)
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled()
 def _nearest_blas(x, means_t, bias, weight, labels, sums, counts, chunk):  # pragma: no cover
     """As :func:`_nearest_direct`, with the products of a chunk of rows from one BLAS call."""
     n_rows, n_clusters = x.shape[0], means_t.shape[1]
@@ -83,7 +96,7 @@ def _nearest_blas(x, means_t, bias, weight, labels, sums, counts, chunk):  # pra
             _take(scores[r], start + r, x, weight, labels, sums, counts)
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled()
 def _labelled_sq_distances(x, means, labels, out):  # pragma: no cover
     for i in range(x.shape[0]):
         k, total = labels[i], 0.0

@@ -111,3 +111,22 @@ def _child_labels(x):
     labels = np.empty(len(x), dtype=np.int64)
     _fused.assign(x, x[:5].copy(), labels, n_threads=2)
     return labels
+
+
+def test_without_a_place_for_the_cache_the_kernels_still_compile(monkeypatch):
+    import numba
+
+    njit = numba.njit
+
+    def no_cache_dir(*args, **options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return njit(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", no_cache_dir)
+
+    @_fused._compiled()
+    def double(x):
+        return 2 * x
+
+    assert double(21) == 42
