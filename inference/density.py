@@ -88,15 +88,7 @@ def pointwise_log_likelihood(
     -------
     tensor of shape (n_batch, n_samples)
     """
-    n_batch, n_clusters = weights.shape
-    if chunk_size is None:
-        chunk_size = max(1, chunk_entries(X.device) // (n_batch * n_clusters))
-    log_weights = weights.log()
-    pieces = [
-        batched_log_responsibilities(X[rows], means, log_weights, sigma)[1]
-        for rows in chunk_rows(X.shape[0], n_clusters, chunk_size)
-    ]
-    return torch.cat(pieces, dim=-1)
+    return torch.cat(list(_chunk_log_densities(X, weights, means, sigma, chunk_size)), dim=-1)
 
 
 def total_log_likelihood(
@@ -111,12 +103,23 @@ def total_log_likelihood(
     -------
     tensor of shape (n_batch,)
     """
-    n_batch, n_clusters = weights.shape
-    chunk_size = max(1, chunk_entries(X.device) // (n_batch * n_clusters))
-    log_weights, total = weights.log(), X.new_zeros(n_batch)
-    for rows in chunk_rows(X.shape[0], n_clusters, chunk_size):
-        total += batched_log_responsibilities(X[rows], means, log_weights, sigma)[1].sum(-1)
+    total = X.new_zeros(weights.shape[0])
+    for piece in _chunk_log_densities(X, weights, means, sigma):
+        total += piece.sum(-1)
     return total
+
+
+def _chunk_log_densities(X, weights, means, sigma, chunk_size: int | None = None):
+    """The (n_batch, rows) pointwise log-likelihoods of one chunk of rows after another.
+
+    By default a chunk holds about ``chunk_entries(X.device)`` batch × row × cluster entries.
+    """
+    n_batch, n_clusters = weights.shape
+    if chunk_size is None:
+        chunk_size = max(1, chunk_entries(X.device) // (n_batch * n_clusters))
+    log_weights = weights.log()
+    for rows in chunk_rows(X.shape[0], n_clusters, chunk_size):
+        yield batched_log_responsibilities(X[rows], means, log_weights, sigma)[1]
 
 
 def _stick_breaking(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
