@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from .kernels import threadpools
+
 __all__ = ["assign", "assign_and_sum", "labelled_sq_distances"]
 
 #: Up to this many features the distances are computed in the loop itself, one row at a time: a
@@ -150,10 +152,11 @@ def _run(x, means, weight, labels, with_sums, n_threads):
         else:
             _nearest_blas(*part, chunk)
 
-    if len(blocks) == 1:
-        block(0)
-    else:
-        list(_pool(len(blocks)).map(block, range(len(blocks))))  # list(): re-raise a block's error
+    with threadpools().limit(limits=1, user_api="blas"):  # BLAS on one thread inside each block
+        if len(blocks) == 1:
+            block(0)
+        else:
+            list(_pool(len(blocks)).map(block, range(len(blocks))))  # list(): re-raise a block's error
     return sums.sum(0), counts.sum(0)
 
 

@@ -17,7 +17,7 @@ from ._validation import (
     check_real,
     check_sample_weight,
 )
-from .kernels import centred_copy, chunk_rows, cpu_threads, serial_if_small, threadpools
+from .kernels import centred_copy, chunk_rows, cpu_threads, serial_if_small
 
 __all__ = ["LloydResult", "lloyd", "lloyd_core", "lloyd_options", "assign_labels", "labelled_sq_distances"]
 
@@ -104,8 +104,7 @@ def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
             torch.argmin(torch.addmm(means_sq, X[rows], means_t), 1, out=labels[rows])
         return labels
     labels = _host_labels(n_rows)
-    with threadpools().limit(limits=1, user_api="blas"):
-        _fused.assign(_host(X), _host(means), labels.numpy(), cpu_threads())
+    _fused.assign(_host(X), _host(means), labels.numpy(), cpu_threads())
     return labels
 
 
@@ -185,8 +184,7 @@ def _assign_sums(X, weight, means, unweighted):
     if X.device.type == "cpu":
         labels = _host_labels(X.shape[0])
         w = None if unweighted else _host(weight)
-        with threadpools().limit(limits=1, user_api="blas"):
-            sums, counts = _fused.assign_and_sum(_host(X), _host(means), w, labels.numpy(), cpu_threads())
+        sums, counts = _fused.assign_and_sum(_host(X), _host(means), w, labels.numpy(), cpu_threads())
         return labels, torch.from_numpy(sums), torch.from_numpy(counts)
     labels = _argmin_rows(X, means)
     index = labels[:, None].expand(-1, n_features)
