@@ -12,7 +12,10 @@ from sklearn.exceptions import ConvergenceWarning
 from ._comm import LOCAL, Comm
 from ._levels import Annealer
 from ._split import split_merge
-from ._validation import (
+from .em import check_weights_mode
+from .kernels import centred_copy, row_sq_norms, serial_if_small
+from .lloyd import LloydResult, lloyd_core
+from .validation import (
     as_data,
     check_n_clusters,
     check_positive_int,
@@ -20,9 +23,6 @@ from ._validation import (
     check_sample_weight,
     make_generator,
 )
-from .em import check_weights_mode
-from .kernels import centred_copy, row_sq_norms, serial_if_small
-from .lloyd import LloydResult, lloyd_core
 
 __all__ = ["AnnealPath", "AnnealResult", "anneal", "anneal_core", "anneal_options"]
 

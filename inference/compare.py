@@ -13,13 +13,13 @@ import torch
 import xarray as xr
 from scipy.stats import energy_distance
 
-from ._validation import as_data, check_n_clusters, check_seed, check_sigma
 from .gibbs import GibbsState
 from .init import kmeans_plusplus
 from .lloyd import lloyd
 from .posterior import fit_posterior
 from .relabel import pivot_permutations, relabel
 from .summaries import assignment_probabilities, invariant_dataset
+from .validation import as_data, check_n_clusters, check_seed, check_sigma
 
 __all__ = ["TemperedPath", "compare_k", "compare_posteriors", "kmeans_reference", "tempered_path"]
 

@@ -32,18 +32,18 @@ import numpy as np
 import torch
 
 from ._comm import ProcessGroupComm
-from ._validation import (
+from .anneal import AnnealResult, anneal_core, anneal_options
+from .em import EMResult, em_fit, em_options, initial_log_weights, warn_unconverged
+from .init import kmeans_plusplus_core
+from .kernels import serial_if_small
+from .lloyd import LloydResult, lloyd_core, lloyd_options
+from .validation import (
     as_data,
     check_means,
     check_positive_int,
     check_sample_weight,
     make_generator,
 )
-from .anneal import AnnealResult, anneal_core, anneal_options
-from .em import EMResult, em_fit, em_options, initial_log_weights, warn_unconverged
-from .init import kmeans_plusplus_core
-from .kernels import serial_if_small
-from .lloyd import LloydResult, lloyd_core, lloyd_options
 
 __all__ = ["anneal", "em", "kmeans_plusplus", "lloyd"]
 
@@ -139,7 +139,7 @@ def _agreed(comm, check, name: str) -> torch.Tensor:
 
 
 def _check_n_clusters(comm, n_clusters, X, *, distinct: bool = True) -> int:
-    """:func:`~kmeans_limit.inference._validation.check_n_clusters` over the rows of all ranks."""
+    """:func:`~kmeans_limit.inference.validation.check_n_clusters` over the rows of all ranks."""
     n_clusters = check_positive_int("n_clusters", n_clusters)
     n_samples = int(comm.total(X.shape[0]))
     if n_samples < n_clusters:

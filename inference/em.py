@@ -10,7 +10,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._comm import LOCAL, Comm
-from ._validation import (
+from .kernels import SufficientStats, centred_copy, nearest_centroid, serial_if_small, sufficient_stats
+from .validation import (
     as_data,
     check_means,
     check_n_clusters,
@@ -20,7 +21,6 @@ from ._validation import (
     check_sigma,
     check_weights,
 )
-from .kernels import SufficientStats, centred_copy, nearest_centroid, serial_if_small, sufficient_stats
 
 __all__ = [
     "EMResult",

@@ -21,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import Priors
-from ._validation import make_generator
 from .idata import PosteriorDraws
 from .init import kmeans_plusplus
 from .kernels import batched_mixture_logits, chunk_entries, chunk_rows, nearest_centroid, row_sq_norms
+from .validation import make_generator
 
 __all__ = [
     "AssignmentStats",

@@ -15,8 +15,8 @@ import torch
 from pyro.infer import Predictive
 
 from ..models import Priors, spherical_gmm
-from ._validation import pyro_seed
 from .density import log_prior, pointwise_log_likelihood, total_log_likelihood
+from .validation import pyro_seed
 
 __all__ = ["PosteriorDraws", "package_versions", "posterior_tensors", "to_inference_data"]
 

@@ -7,14 +7,14 @@ import math
 import torch
 
 from ._comm import LOCAL, Comm
-from ._validation import (
+from .kernels import chunk_rows, serial_if_small, squared_distances
+from .validation import (
     as_data,
     check_n_clusters,
     check_positive_int,
     check_sample_weight,
     make_generator,
 )
-from .kernels import chunk_rows, serial_if_small, squared_distances
 
 __all__ = ["kmeans_plusplus", "kmeans_plusplus_core"]
 

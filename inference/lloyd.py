@@ -9,7 +9,8 @@ import torch
 
 from . import _fused
 from ._comm import LOCAL, Comm
-from ._validation import (
+from .kernels import centred_copy, chunk_rows, cpu_threads, serial_if_small
+from .validation import (
     as_data,
     check_means,
     check_n_clusters,
@@ -17,7 +18,6 @@ from ._validation import (
     check_real,
     check_sample_weight,
 )
-from .kernels import centred_copy, chunk_rows, cpu_threads, serial_if_small
 
 __all__ = ["LloydResult", "lloyd", "lloyd_core", "lloyd_options", "assign_labels", "labelled_sq_distances"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import as_data, check_means, check_sample_weight
 from .kernels import nearest_centroid
 from .lloyd import labelled_sq_distances
+from .validation import as_data, check_means, check_sample_weight
 
 __all__ = ["kmeans_objective"]
 

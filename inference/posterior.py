@@ -8,12 +8,12 @@ import inspect
 import arviz as az
 
 from ..models import Priors
-from ._validation import as_data, check_n_clusters, check_positive_int, check_seed, check_sigma
 from .gibbs import gibbs_posterior
 from .idata import to_inference_data
 from .kernels import serial_if_small
 from .pyro_samplers import run_nuts, run_svi
 from .relabel import relabel as relabel_draws
+from .validation import as_data, check_n_clusters, check_positive_int, check_seed, check_sigma
 
 __all__ = ["METHODS", "check_priors", "fit_posterior"]
 

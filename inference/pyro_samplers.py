@@ -29,11 +29,11 @@ from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
 from ..models import Priors, spherical_gmm_marginal
-from ._validation import check_positive_int, check_real, pyro_seed
 from .density import _check_parametrization
 from .gibbs import initial_state
 from .idata import PosteriorDraws
 from .kernels import CHUNK_ENTRIES
+from .validation import check_positive_int, check_real, pyro_seed
 
 __all__ = ["ClosedFormPotential", "FlatLayout", "chain_seeds", "run_nuts", "run_svi", "svi_model"]
 

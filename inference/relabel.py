@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ._validation import check_means, check_positive_int
 from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
+from .validation import check_means, check_positive_int
 
 __all__ = ["METHODS", "pivot_permutations", "relabel", "stephens_permutations"]
 

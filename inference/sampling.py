@@ -9,7 +9,7 @@ import torch
 from pyro.infer import Predictive
 
 from ..models import Priors, spherical_gmm
-from ._validation import check_means, check_positive_int, check_seed, check_sigma, check_weights, pyro_seed
+from .validation import check_means, check_positive_int, check_seed, check_sigma, check_weights, pyro_seed
 
 __all__ = ["GeneratedData", "PriorDraws", "sample_from", "sample_prior"]
 

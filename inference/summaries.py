@@ -8,9 +8,9 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from ._validation import as_data, check_positive_int
 from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
+from .validation import as_data, check_positive_int
 
 __all__ = [
     "MAX_COCLUSTERING_SAMPLES",

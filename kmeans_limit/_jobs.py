@@ -19,7 +19,7 @@ from . import plotting
 from ._report import fmt, format_table, parameter_names, posterior_table
 from .datasets import load_faithful
 from .inference import GeneratedData, sample_from, sample_prior
-from .inference._validation import check_n_clusters, check_positive_int, make_generator
+from .inference.validation import check_n_clusters, check_positive_int, make_generator
 from .io import (
     PointFit,
     PosteriorFit,

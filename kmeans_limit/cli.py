@@ -16,7 +16,7 @@ import click
 
 from . import _jobs
 from ._progress import Progress
-from .inference._validation import check_sigma
+from .inference.validation import check_sigma
 
 METHODS = ("gibbs", "nuts", "svi", "map")
 PROG = "kmeans-limit"

@@ -17,10 +17,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .inference import anneal, em, kmeans_plusplus
-from .inference._validation import check_sigma
 from .inference.kernels import chunk_rows, log_responsibilities, nearest_centroid, squared_distances
 from .inference.objective import kmeans_objective
 from .inference.sampling import sample_from
+from .inference.validation import check_sigma
 
 __all__ = ["AnnealedKMeans", "SphericalGMM"]
 

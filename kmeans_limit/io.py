@@ -25,7 +25,7 @@ import torch
 
 from .datasets import Dataset
 from .datasets import standardize as _standardize
-from .inference._validation import as_data, check_means, check_sigma, check_weights
+from .inference.validation import as_data, check_means, check_sigma, check_weights
 
 __all__ = [
     "FORMAT_VERSION",

@@ -155,7 +155,7 @@ def test_float32_kernels_stay_finite_at_tiny_sigma(problem):
 
 
 def test_finite_check_finds_nan_and_inf_and_passes_sums_that_overflow():
-    from kmeans_limit.inference._validation import as_data
+    from kmeans_limit.inference.validation import as_data
 
     X = torch.full((1 << 19, 4), 3e38, dtype=torch.float32)  # every entry finite, their sum is not
     assert as_data(X).data_ptr() == X.data_ptr()  # no copy
