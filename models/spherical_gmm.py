@@ -14,7 +14,7 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-from .priors import Priors
+from .priors import Priors, prior_mean
 
 __all__ = ["SITE_NAMES", "spherical_gmm", "spherical_gmm_marginal"]
 
@@ -59,9 +59,9 @@ def _global_sites(n_clusters, n_features, sigma, priors, dtype, device):
     """Sample ``weights`` (K,), ``means`` (K, D) and ``sigma`` (scalar) from their priors."""
     as_tensor = lambda v: torch.as_tensor(v, dtype=dtype, device=device)  # noqa: E731
     weights = pyro.sample("weights", dist.Dirichlet(as_tensor(priors.alpha).expand([n_clusters])))
+    m0 = prior_mean(priors, n_features, as_tensor(0.0))  # (D,): one value, or one per feature
     with pyro.plate("components", n_clusters):
-        prior_mean = dist.Normal(as_tensor(priors.m0), as_tensor(priors.tau0))
-        means = pyro.sample("means", prior_mean.expand([n_features]).to_event(1))
+        means = pyro.sample("means", dist.Normal(m0, as_tensor(priors.tau0)).to_event(1))
     if sigma is None:
         sigma2 = dist.InverseGamma(as_tensor(priors.a0), as_tensor(priors.b0))
         sigma_t = pyro.sample(
