@@ -10,9 +10,17 @@ import math
 import torch
 
 from ._comm import LOCAL, Comm
-from ._split import SplitProposal, propose_split
+from ._split import SplitProposal, covariance_top_eigenvalue, propose_split
 from .em import em_iterations, m_step
-from .kernels import SufficientStats, chunk_rows, row_sq_norms, squared_distances, sufficient_stats
+from .kernels import (
+    SufficientStats,
+    chunk_rows,
+    hard_temperature,
+    log_responsibilities,
+    row_sq_norms,
+    squared_distances,
+    sufficient_stats,
+)
 from .lloyd import assign_labels, labelled_sq_distances
 
 __all__ = ["Annealer"]
@@ -30,6 +38,9 @@ LOCAL_FRACTION = 0.5
 HARD_ENTROPY = 1e-3
 #: After a level, a cell's split proposal is recomputed when its row count changed by this fraction.
 RESTALE = 0.02
+#: The critical σ of a split is measured on the rows where the split cluster may hold a
+#: responsibility of at least this much times the dtype's eps; the others add less than rounding.
+NEGLIGIBLE = 1e-3
 
 
 class Annealer:
@@ -61,7 +72,8 @@ class Annealer:
         self.parents: list[int] = [-1]
         self.births: list[int] = [0]
         self.levels: list[tuple] = []
-        self.critical: list[float] = []
+        self.split_sigmas: list[float] = []  # the σ each split was made at (0: in the hard limit)
+        self.critical: list[float] = []  # sqrt(λ_max) of the split cluster's soft covariance
         self.sigma, self.soft, self.n_iter = math.inf, True, 0
         self.stats: SufficientStats | None = None
         self.stats_sigma = math.nan
@@ -93,7 +105,6 @@ class Annealer:
     def split(self, k: int) -> None:
         """Replace centroid k by the two children of its proposal (the second one is appended)."""
         p = self.proposals[k]
-        self.critical.append(math.sqrt(p.critical_sigma2))
         jitter = torch.randn(p.left.shape, generator=self.generator, dtype=p.left.dtype, device=p.left.device)
         jitter *= 1e-3 * math.sqrt(p.critical_sigma2) / max(jitter.norm().item(), 1e-300)
         self.log_weights = self._children_weights(k, p)
@@ -148,15 +159,34 @@ class Annealer:
         moved = (change > RESTALE * counts.clamp_min(1)).tolist()
         self.stale = [old or m for old, m in zip(self.stale, moved, strict=True)]
 
-    def active_rows(self, k: int) -> torch.Tensor:
-        """Rows where centroid k may hold responsibility ≥ ``ACTIVE``: a superset, found without an E step.
+    def active_rows(self, k: int, threshold: float = ACTIVE) -> torch.Tensor:
+        """Rows where centroid k may hold responsibility ≥ ``threshold``: a superset, found without an E step.
 
         ``max_j (log π_j − β d2_nj) ≥ log π_{z_n} − β d2_{n z_n}`` for the nearest centroid ``z_n``.
         """
         beta = 1.0 / (2.0 * self.sigma**2)
         own = self.log_weights[k] - beta * row_sq_norms(self.X, self.means[k])
         bound = self.log_weights[self.labels] - beta * self.min_sq
-        return torch.nonzero(own >= bound + math.log(ACTIVE)).flatten()
+        return torch.nonzero(own >= bound + math.log(threshold)).flatten()
+
+    def critical_sigma(self, k: int) -> float:
+        """``sqrt(λ_max)`` of cluster k's responsibility-weighted covariance at the current level.
+
+        ``C_k = Σ_n w_n γ_nk (x_n − m_k)(x_n − m_k)ᵀ / Σ_n w_n γ_nk`` with the responsibilities ``γ``
+        of the level's equilibrium (its σ, means and weights) and ``m_k`` their weighted mean: the
+        cluster is unstable (a duplicated centroid separates) for ``σ² < λ_max(C_k)`` (Rose 1998). In
+        the hard limit the responsibilities are one-hot and ``C_k`` is the covariance of k's cell.
+        """
+        if not self.soft or hard_temperature(self.sigma, self.X.dtype):
+            rows = torch.nonzero(self.labels == k).flatten()
+            return math.sqrt(covariance_top_eigenvalue(self.X, self.weight[rows], self.comm, index=rows))
+        rows = self.active_rows(k, NEGLIGIBLE * torch.finfo(self.X.dtype).eps)
+        gamma = self.X.new_empty(rows.shape[0])
+        for chunk in chunk_rows(rows.shape[0], self.n_born, device=self.X.device):
+            x = self.X[rows[chunk]]
+            gamma[chunk] = log_responsibilities(x, self.means, self.log_weights, self.sigma)[0][:, k].exp()
+        u = self.weight[rows] * gamma
+        return math.sqrt(covariance_top_eigenvalue(self.X, u, self.comm, index=rows))
 
     def split_locally(self, k: int) -> None:
         """Split k and re-equilibrate by EM whose E step visits only the rows near k.
@@ -210,11 +240,18 @@ class Annealer:
         self.stale = [old or bool(gone) for old, gone in zip(self.stale, lost.tolist(), strict=True)]
 
     def step(self) -> None:
-        """One level: split the best cluster, at σ just below its critical point."""
+        """One level: split the best cluster, at σ just below its critical point (or at the current σ).
+
+        Records the critical σ of the cluster (at the level it is split from) and the σ of the split:
+        ``cooling · sqrt(λ_max)`` of its cell, or the current σ if that is lower, or 0 in the hard
+        limit. The split σ never rises; the critical σ may lie above it by far.
+        """
         k = self.choose()
+        self.critical.append(self.critical_sigma(k))
         self.sigma = min(self.sigma, self.cooling * math.sqrt(self.proposals[k].critical_sigma2))
         if self.sigma_end is not None and self.sigma < self.sigma_end:
             self.soft = False
+        self.split_sigmas.append(self.sigma if self.soft else 0.0)
         if self.soft:
             self.split_locally(k)
         else:

@@ -13,7 +13,7 @@ from ._comm import LOCAL, Comm
 from .kernels import chunk_rows
 from .lloyd import LloydResult, lloyd_core
 
-__all__ = ["SplitProposal", "propose_split", "removal_costs", "split_merge"]
+__all__ = ["SplitProposal", "covariance_top_eigenvalue", "propose_split", "removal_costs", "split_merge"]
 
 #: 2-means iterations inside one cell; they stop earlier when the two sides stop changing.
 TWO_MEANS_ITER = 30
@@ -160,6 +160,34 @@ def propose_split(
     # Parallel-axis theorem: J(parent) − J(children) = Σ_side mass ‖child − mean‖².
     gain = mass_a * (left - mean).square().sum().item() + mass_b * (right - mean).square().sum().item()
     return SplitProposal(lam, left, right, mass_a, mass_b, gain)
+
+
+def covariance_top_eigenvalue(
+    X: torch.Tensor, u: torch.Tensor, comm: Comm = LOCAL, index: torch.Tensor | None = None
+) -> float:
+    """``λ_max`` of the weighted covariance ``Σ_n u_n (x_n − m)(x_n − m)ᵀ / Σ_n u_n`` of rows ``X[index]``.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features)
+    u : tensor of shape (n_rows,)
+        The rows' weights (e.g. sample weight times responsibility), summing to more than 0 over
+        every process; 0 is returned otherwise.
+    comm : Comm, default LOCAL
+    index : long tensor of shape (n_rows,), optional
+        The rows of ``X`` (default: all of them).
+
+    Returns
+    -------
+    float
+        ``m = Σ u x / Σ u`` is taken first (two passes, no cancellation).
+    """
+    cell = _Cell(X, index)
+    total = comm.total(u.sum().item())
+    if total <= 0:
+        return 0.0
+    mean = comm.sum_(cell.weighted_sum(u))[0] / total
+    return _principal_axis(cell, u, mean, total, comm)[0]
 
 
 def removal_costs(X, weight, means, labels, comm: Comm = LOCAL) -> torch.Tensor:

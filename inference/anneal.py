@@ -73,8 +73,16 @@ class AnnealResult(NamedTuple):
     sigma_star : float
         ``sqrt(J / (D Σ_n w_n))``: the maximum-likelihood σ given the hard fit.
     path : AnnealPath
+    split_sigmas : tensor of shape (n_clusters - 1,), float64
+        The σ at which each split was made, in order: non-increasing, at most ``cooling · σ_c`` of
+        the first transition (unless ``sigma_start`` is lower), and 0 for the splits made in the hard
+        limit. A soft split at σ is the first path level at that σ.
     critical_sigmas : tensor of shape (n_clusters - 1,), float64
-        The critical σ of each split, in order: ``sqrt(λ_max)`` of the split cluster's covariance.
+        The critical σ of each split, in order: ``sqrt(λ_max)`` of the split cluster's
+        responsibility-weighted covariance at the path level it was split from (its Voronoi cell's
+        covariance for splits in the hard limit). Below it the cluster is unstable; annealing splits
+        one cluster at a time, so the split σ may be far below, and a later cluster's critical σ may
+        even exceed the first split's σ. The first is ``σ_c = sqrt(λ_max(Cov X))``.
     n_iter : int
         EM iterations over all levels plus Lloyd iterations.
     """
@@ -85,6 +93,7 @@ class AnnealResult(NamedTuple):
     inertia: float
     sigma_star: float
     path: AnnealPath
+    split_sigmas: torch.Tensor
     critical_sigmas: torch.Tensor
     n_iter: int
 
@@ -292,7 +301,6 @@ def _result(lloyd: LloydResult, offset: torch.Tensor, state: Annealer) -> Anneal
     weight, n_features = state.weight, state.X.shape[1]
     counts = state.comm.sum_(torch.bincount(lloyd.labels, weights=weight, minlength=lloyd.means.shape[0]))[0]
     sigma_star = math.sqrt(lloyd.inertia / (state.total * n_features))
-    critical = torch.tensor(state.critical, dtype=torch.float64)
     return AnnealResult(
         lloyd.means + offset,
         lloyd.labels,
@@ -300,6 +308,7 @@ def _result(lloyd: LloydResult, offset: torch.Tensor, state: Annealer) -> Anneal
         lloyd.inertia,
         sigma_star,
         _path(state, offset),
-        critical,
+        torch.tensor(state.split_sigmas, dtype=torch.float64),
+        torch.tensor(state.critical, dtype=torch.float64),
         state.n_iter,
     )
