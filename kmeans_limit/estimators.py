@@ -3,6 +3,14 @@
 They validate, seed, call the core and store fitted attributes, as ``sklearn.cluster.KMeans`` does
 around its private Lloyd loop. Fitted arrays are NumPy arrays; the computation is torch on the CPU, in
 the input's precision (float32 or float64).
+
+Every method that takes rows (``fit``, ``predict``, ``predict_proba``, ``transform``, ``score``,
+``score_samples``) goes through the data model first: :func:`~kmeans_limit.inference.data.prepare_data`
+decides once whether to centre the rows given, and the fitted centroids are moved into the same frame
+(:meth:`~kmeans_limit.inference.data.Data.to_rows`) before any kernel sees them. Distances, densities
+and responsibilities do not change under the shift, but their rounding does: on data far from the
+origin compared with their spread (float32 Old Faithful plus 1e4, say) the uncentred expansion
+``‖x‖² − 2x·μ + ‖μ‖²`` keeps no correct digit. Fitted centroids are stored in the data's units.
 """
 
 from __future__ import annotations
@@ -17,8 +25,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .inference import anneal, em, kmeans_plusplus
+from .inference.data import Data, prepare_data
 from .inference.kernels import chunk_rows, log_responsibilities, nearest_centroid, squared_distances
-from .inference.objective import kmeans_objective
 from .inference.sampling import sample_from
 from .inference.validation import check_sigma
 
@@ -60,11 +68,26 @@ class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, C
         )
         return _to_torch(weight)
 
-    def _centres(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.cluster_centers_).to(X.dtype)
+    def _prepare(self, X, sample_weight=None, *, reset: bool) -> Data:
+        """``X`` (and its weights) validated and put in the kernels' frame by ``prepare_data``."""
+        X = self._validate(X, reset=reset)
+        return prepare_data(X, self._sample_weight(sample_weight, X))
 
-    def _log_weights(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.weights_).to(X.dtype).log()
+    def _fitted(self, X, sample_weight=None) -> tuple[Data, torch.Tensor]:
+        """The rows of ``X`` as the kernels see them, and the fitted centroids moved to their frame.
+
+        Returns
+        -------
+        data : Data
+        means : tensor of shape (n_clusters, n_features)
+            ``cluster_centers_ − data.offset``, in the rows' dtype.
+        """
+        check_is_fitted(self)
+        data = self._prepare(X, sample_weight, reset=False)
+        return data, data.to_rows(torch.from_numpy(self.cluster_centers_))
+
+    def _log_weights(self, data: Data) -> torch.Tensor:
+        return torch.from_numpy(self.weights_).to(data.dtype).log()
 
     def transform(self, X) -> np.ndarray:
         """Euclidean distances to the centroids.
@@ -77,26 +100,26 @@ class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, C
         -------
         ndarray of shape (n_samples, n_clusters)
         """
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        means = self._centres(X)
-        out = torch.empty(X.shape[0], means.shape[0], dtype=X.dtype)
-        for rows in chunk_rows(X.shape[0], means.shape[0]):
-            out[rows] = squared_distances(X[rows], means).sqrt()
+        data, means = self._fitted(X)
+        out = torch.empty(data.n_samples, means.shape[0], dtype=data.dtype)
+        for rows in chunk_rows(data.n_samples, means.shape[0]):
+            out[rows] = squared_distances(data.rows[rows], means).sqrt()
         return _to_numpy(out)
 
-    def _soft_assign(self, X: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Responsibilities (n_samples, n_clusters) and log-densities (n_samples,) at σ, chunked."""
-        means, log_weights = self._centres(X), self._log_weights(X)
-        gamma = torch.empty(X.shape[0], means.shape[0], dtype=X.dtype)
-        log_density = torch.empty(X.shape[0], dtype=X.dtype)
-        for rows in chunk_rows(X.shape[0], means.shape[0]):
-            log_gamma, log_density[rows] = log_responsibilities(X[rows], means, log_weights, sigma)
+    def _soft_assign(
+        self, data: Data, means: torch.Tensor, sigma: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Responsibilities (n_samples, n_clusters) and log-densities (n_samples,) at σ, chunked.
+
+        ``means`` are in the frame of ``data.rows``.
+        """
+        log_weights = self._log_weights(data)
+        gamma = torch.empty(data.n_samples, means.shape[0], dtype=data.dtype)
+        log_density = torch.empty(data.n_samples, dtype=data.dtype)
+        for rows in chunk_rows(data.n_samples, means.shape[0]):
+            log_gamma, log_density[rows] = log_responsibilities(data.rows[rows], means, log_weights, sigma)
             gamma[rows] = log_gamma.exp()
         return gamma, log_density
-
-    def _responsibilities(self, X: torch.Tensor, sigma: float) -> torch.Tensor:
-        return self._soft_assign(X, sigma)[0]
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Generate data from the fitted model by ancestral sampling through the Pyro program.
@@ -137,7 +160,8 @@ class AnnealedKMeans(_SphericalMixtureBase):
     sigma_start, sigma_end : float, optional
         The schedule's ends (defaults: just above σ_c = sqrt(λ_max(Cov X)), and the routine's own end).
     cooling : float in (0, 1), default 0.9
-        Geometric cooling factor.
+        Each split is made at ``cooling`` times the split cluster's critical σ (or at the current σ
+        if that is lower); after the last split σ falls by ``cooling**4`` a level (see ``anneal``).
     weights : {"learn", "equal"}, default "learn"
         Whether EM learns the mixing weights during annealing.
     random_state : int, RandomState or None, default 0
@@ -155,8 +179,14 @@ class AnnealedKMeans(_SphericalMixtureBase):
         not identify σ).
     path_ : record
         The annealing path (σ, means, weights, log-likelihood, entropy, number of distinct centroids).
-    critical_sigmas_ : ndarray
-        σ at which centroids split.
+    split_sigmas_ : ndarray of shape (n_clusters - 1,)
+        The σ at which each split was made, in order (non-increasing; 0 for splits made in the
+        k-means limit itself). The bifurcation and entropy plots mark these.
+    critical_sigmas_ : ndarray of shape (n_clusters - 1,)
+        The critical σ of each split: ``sqrt(λ_max)`` of the split cluster's responsibility-weighted
+        covariance at the level it was split from (the cluster is unstable below it). Not the σ of
+        the split: annealing makes one split at a time, so it may split a cluster well below its
+        critical σ.
     n_iter_ : int
     n_features_in_ : int
 
@@ -178,33 +208,32 @@ class AnnealedKMeans(_SphericalMixtureBase):
 
     def fit(self, X, y=None, sample_weight=None) -> AnnealedKMeans:
         """Anneal σ down to 0 on ``X`` of shape (n_samples, n_features)."""
-        X = self._validate(X, reset=True)
-        weight = self._sample_weight(sample_weight, X)
+        data = self._prepare(X, sample_weight, reset=True)
         result = anneal(
-            X,
+            data.rows,
             self.n_clusters,
             sigma_start=self.sigma_start,
             sigma_end=self.sigma_end,
             cooling=self.cooling,
             weights=self.weights,
             seed=_seed_from(self.random_state),
-            sample_weight=weight,
+            sample_weight=data.weight,
         )
-        self.cluster_centers_ = _to_numpy(result.means)
+        self.cluster_centers_ = _to_numpy(data.to_data(result.means))
         self.labels_ = _to_numpy(result.labels)
         self.inertia_ = float(result.inertia)
         self.weights_ = _to_numpy(result.weights)
         self.sigma_ = float(result.sigma_star)
-        self.path_ = result.path
-        self.critical_sigmas_ = np.asarray(_to_numpy(torch.as_tensor(result.critical_sigmas)))
+        self.path_ = result.path._replace(means=data.to_data(result.path.means))
+        self.split_sigmas_ = _to_numpy(result.split_sigmas)
+        self.critical_sigmas_ = _to_numpy(result.critical_sigmas)
         self.n_iter_ = int(result.n_iter)
         return self
 
     def predict(self, X) -> np.ndarray:
-        """The nearest centroid of each row (the σ = 0 responsibilities)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        return _to_numpy(nearest_centroid(X, self._centres(X))[0])
+        """The nearest centroid of each row (the σ = 0 responsibilities), of shape (n_samples,)."""
+        data, means = self._fitted(X)
+        return _to_numpy(nearest_centroid(data.rows, means)[0])
 
     def predict_proba(self, X, sigma: float | None = None) -> np.ndarray:
         """Responsibilities at σ (default ``sigma_``), with the fitted weights.
@@ -214,15 +243,20 @@ class AnnealedKMeans(_SphericalMixtureBase):
         ndarray of shape (n_samples, n_clusters)
             One-hot at σ = 0.
         """
-        check_is_fitted(self)
+        data, means = self._fitted(X)
         sigma = self.sigma_ if sigma is None else check_sigma(sigma)
-        return _to_numpy(self._responsibilities(self._validate(X, reset=False), sigma))
+        return _to_numpy(self._soft_assign(data, means, sigma)[0])
 
     def score(self, X, y=None, sample_weight=None) -> float:
-        """Minus the inertia of ``X`` at the fitted centroids (higher is better, as for KMeans)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        return -kmeans_objective(X, self._centres(X), sample_weight=self._sample_weight(sample_weight, X))
+        """Minus the inertia ``Σ_n w_n min_k ‖x_n − μ_k‖²`` of ``X`` at the fitted centroids.
+
+        Higher is better, as for ``sklearn.cluster.KMeans``; the sum is taken in float64.
+        """
+        data, means = self._fitted(X, sample_weight)
+        sq_dist = nearest_centroid(data.rows, means)[1]
+        if data.weight is not None:
+            sq_dist = sq_dist * data.weight
+        return -sq_dist.sum(dtype=torch.float64).item()
 
 
 class SphericalGMM(_SphericalMixtureBase):
@@ -281,69 +315,70 @@ class SphericalGMM(_SphericalMixtureBase):
         self.tol = tol
         self.random_state = random_state
 
-    def _initial_means(self, X, weight, seed) -> list[torch.Tensor]:
+    def _initial_means(self, data: Data, seed) -> list[torch.Tensor]:
+        """The initial means, of shape (n_clusters, n_features), in the frame of ``data.rows``."""
         if isinstance(self.init, str) and self.init == "k-means++":
             rng = np.random.default_rng(seed)
             seeds = rng.integers(np.iinfo(np.int32).max, size=self.n_init)
-            return [kmeans_plusplus(X, self.n_clusters, seed=int(s), sample_weight=weight) for s in seeds]
+            return [
+                kmeans_plusplus(data.rows, self.n_clusters, seed=int(s), sample_weight=data.weight)
+                for s in seeds
+            ]
         if isinstance(self.init, str) and self.init == "anneal":
-            return [anneal(X, self.n_clusters, seed=seed, sample_weight=weight).means]
+            return [anneal(data.rows, self.n_clusters, seed=seed, sample_weight=data.weight).means]
         if isinstance(self.init, str):
             raise ValueError(f"init={self.init!r} should be 'k-means++', 'anneal' or an array of centroids")
-        init = torch.as_tensor(np.asarray(self.init, dtype=X.numpy().dtype))
-        if init.shape != (self.n_clusters, X.shape[1]):
+        init = torch.as_tensor(np.asarray(self.init, dtype=np.float64))
+        if init.shape != (self.n_clusters, data.n_features):
             raise ValueError(
-                f"init of shape {tuple(init.shape)} should have shape ({self.n_clusters}, {X.shape[1]})"
+                f"init of shape {tuple(init.shape)} should have shape ({self.n_clusters}, {data.n_features})"
             )
-        return [init]
+        return [data.to_rows(init)]
 
     def fit(self, X, y=None, sample_weight=None) -> SphericalGMM:
         """EM from each initialisation on ``X`` of shape (n_samples, n_features); keep the best."""
-        X = self._validate(X, reset=True)
-        weight = self._sample_weight(sample_weight, X)
+        data = self._prepare(X, sample_weight, reset=True)
         if isinstance(self.n_init, bool) or not isinstance(self.n_init, numbers.Integral) or self.n_init < 1:
             raise ValueError(f"n_init={self.n_init!r} should be an integer >= 1")
         best = None
-        for init in self._initial_means(X, weight, _seed_from(self.random_state)):
+        for init in self._initial_means(data, _seed_from(self.random_state)):
             result = em(
-                X,
+                data.rows,
                 init,
                 sigma=self.sigma,
                 weights=self.weights,
                 max_iter=self.max_iter,
                 tol=self.tol,
-                sample_weight=weight,
+                sample_weight=data.weight,
             )
             if best is None or result.log_likelihood > best.log_likelihood:
                 best = result
-        total_weight = X.shape[0] if weight is None else weight.sum().item()
-        self.cluster_centers_ = _to_numpy(best.means)
+        total_weight = data.n_samples if data.weight is None else data.weight.sum().item()
+        self.cluster_centers_ = _to_numpy(data.to_data(best.means))
         self.means_ = self.cluster_centers_
         self.weights_ = _to_numpy(best.weights)
         self.sigma_ = float(best.sigma)
         self.lower_bound_ = float(best.log_likelihood) / total_weight
         self.converged_ = bool(best.converged)
         self.n_iter_ = int(best.n_iter)
-        self.labels_ = self._responsibilities(X, self.sigma_).argmax(1).numpy()
+        self.labels_ = self._soft_assign(data, best.means, self.sigma_)[0].argmax(1).numpy()
         return self
 
     def predict(self, X) -> np.ndarray:
-        """The most responsible component of each row."""
+        """The most responsible component of each row, of shape (n_samples,)."""
         return self.predict_proba(X).argmax(1)
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities at the fitted σ, of shape (n_samples, n_clusters)."""
-        check_is_fitted(self)
-        return _to_numpy(self._responsibilities(self._validate(X, reset=False), self.sigma_))
+        return _to_numpy(self._soft_assign(*self._fitted(X), self.sigma_)[0])
 
     def score_samples(self, X) -> np.ndarray:
         """log p(x_n) under the fitted mixture, of shape (n_samples,)."""
-        check_is_fitted(self)
-        return _to_numpy(self._soft_assign(self._validate(X, reset=False), self.sigma_)[1])
+        return _to_numpy(self._soft_assign(*self._fitted(X), self.sigma_)[1])
 
     def score(self, X, y=None) -> float:
-        """Mean log-likelihood per sample."""
-        return float(self.score_samples(X).mean())
+        """Mean log-likelihood per sample (summed in float64)."""
+        return float(self.score_samples(X).mean(dtype=np.float64))
 
     def _n_parameters(self) -> int:
         n_clusters, n_features = self.cluster_centers_.shape
