@@ -435,9 +435,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line; errors become one line on stderr and exit status 2."""
-    warnings.filterwarnings("ignore", message=".*arviz.*", category=FutureWarning)  # arviz 1.0 notice
-    warnings.showwarning = _show_warning
+    """Run the command line; errors become one line on stderr and exit status 2.
+
+    Warnings print as one line, ``kmeans-limit: warning: ...``, while it runs; the warning filters
+    and ``warnings.showwarning`` are restored on the way out (called from Python, it leaves the
+    process as it was).
+    """
+    with warnings.catch_warnings():
+        # arviz 0.23 announces its 1.0 refactor once a day; the message starts with a newline.
+        warnings.filterwarnings(
+            "ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning
+        )
+        warnings.showwarning = _show_warning
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     debug = bool(os.environ.get("KMEANS_LIMIT_DEBUG"))
     try:
         cli.main(args=argv, prog_name=PROG, standalone_mode=False)
