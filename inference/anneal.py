@@ -127,8 +127,9 @@ def anneal(
         falling level by level down to it. Default: splits go to σ = 0 once the responsibilities
         are hard (mean entropy under 1e-3 nats), and at most two levels follow the last split.
     cooling : float in (0, 1), default 0.9
-        A split is equilibrated at ``cooling · σ_c`` of the split cluster (just below its
-        transition); after the last split σ falls by ``cooling⁴`` a level.
+        A split is made (and equilibrated) at ``σ = cooling · sqrt(λ_max)`` of the split cluster's
+        (Voronoi cell's) covariance, just below its transition, or at the current σ if that is
+        lower (``split_sigmas`` records it); after the last split σ falls by ``cooling⁴`` a level.
     weights : {"learn", "equal"}, default "learn"
         EM learns the mixing weights (mass-constrained annealing, Rose 1998) or holds them at 1/m
         for the m centroids born so far.

@@ -151,10 +151,11 @@ def run_anneal(X: torch.Tensor, n_clusters: int, *, seed: int, cooling: float, w
 
 
 def anneal_summary(outcome: AnnealOutcome, data: Data, *, table: bool = True) -> str:
-    """The hard fit as text: σ*, weights, centroids, inertia, the critical σ and the Lloyd check."""
+    """The hard fit as text: σ*, weights, centroids, inertia, the split and critical σ, the Lloyd check."""
     result = outcome.result
     n, d = data.X.shape
     sigma = result.path.sigma
+    split = ", ".join(fmt(s) for s in torch.as_tensor(result.split_sigmas).tolist()) or "none"
     critical = ", ".join(fmt(s) for s in torch.as_tensor(result.critical_sigmas).tolist()) or "none"
     lam = torch.linalg.eigvalsh(torch.cov(data.X.T, correction=0).reshape(d, d)).max().item()
     values = [result.sigma_star, *result.weights.tolist(), *result.means.reshape(-1).tolist()]
@@ -163,7 +164,10 @@ def anneal_summary(outcome: AnnealOutcome, data: Data, *, table: bool = True) ->
     verdict = "it is Lloyd's fixed point" if outcome.fixed_point else "it is NOT a fixed point of Lloyd"
     lines = [
         f"annealing: {len(sigma)} levels from σ = {fmt(sigma[0])} down to {fmt(sigma[-1])}, then σ = 0 (Lloyd); "
-        f"centroids split at σ_c = {critical} (first split in theory: √λmax(Cov X) = {fmt(lam**0.5)})",
+        f"splits made at σ = {split} (0: in the hard limit; no split can come before the first "
+        f"transition, √λmax(Cov X) = {fmt(lam**0.5)})",
+        f"critical σ of the split clusters (√λmax of their responsibility-weighted covariance when "
+        f"split; unstable below it): {critical}",
         f"hard k-means: inertia J = {fmt(result.inertia, 6)}, σ* = √(J/(N·D)) = {fmt(result.sigma_star)} "
         f"(N = {n}, D = {d})",
         f"Lloyd check: one more Lloyd step moves the centroids by {outcome.lloyd_shift:.2g} and changes "
@@ -196,6 +200,7 @@ def write_anneal(
             "seed": seed,
             "inertia": float(result.inertia),
             "labels": result.labels,
+            "split_sigmas": result.split_sigmas,
             "critical_sigmas": result.critical_sigmas,
             "lloyd_fixed_point": outcome.fixed_point,
             "path": {k: getattr(path, k) for k in ("sigma", "means", "weights", "log_likelihood", "entropy")},
@@ -204,13 +209,21 @@ def write_anneal(
     save_point_fit(paths["anneal.json"], fit, kind="anneal", force=force)
     figures = {
         "anneal_bifurcation.png": plotting.plot_bifurcation(
-            path, result.critical_sigmas, data.feature_names, hard_means=result.means
+            path,
+            result.split_sigmas,
+            data.feature_names,
+            hard_means=result.means,
+            critical_sigmas=result.critical_sigmas,
         ),
         "anneal_responsibilities.png": plotting.plot_responsibilities(
             data.X, path, data.feature_names, hard=(result.means, result.weights)
         ),
         "anneal_entropy.png": plotting.plot_entropy_loglik(
-            path, result.critical_sigmas, data.X.shape[0], inertia=float(result.inertia)
+            path,
+            result.split_sigmas,
+            data.X.shape[0],
+            inertia=float(result.inertia),
+            critical_sigmas=result.critical_sigmas,
         ),
     }
     for name, figure in figures.items():

@@ -206,7 +206,8 @@ def demo(out, force, seed, num_samples, num_warmup, chains, quiet) -> None:
     default=0.9,
     show_default=True,
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="σ is multiplied by this at each level.",
+    help="Each split is made at σ = cooling × √λmax of the split cluster's covariance (just below its "
+    "transition), or at the current σ if that is lower; after the last split σ falls by cooling^4 a level.",
 )
 @click.option(
     "--weights",

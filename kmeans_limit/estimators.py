@@ -160,8 +160,9 @@ class AnnealedKMeans(_SphericalMixtureBase):
     sigma_start, sigma_end : float, optional
         The schedule's ends (defaults: just above σ_c = sqrt(λ_max(Cov X)), and the routine's own end).
     cooling : float in (0, 1), default 0.9
-        Each split is made at ``cooling`` times the split cluster's critical σ (or at the current σ
-        if that is lower); after the last split σ falls by ``cooling**4`` a level (see ``anneal``).
+        Each split is made at σ = ``cooling`` × √λmax of the split cluster's (Voronoi cell's)
+        covariance, or at the current σ if that is lower; after the last split σ falls by
+        ``cooling**4`` a level (see ``anneal``).
     weights : {"learn", "equal"}, default "learn"
         Whether EM learns the mixing weights during annealing.
     random_state : int, RandomState or None, default 0

@@ -320,7 +320,9 @@ class PointFit(NamedTuple):
     standardization : Standardization or None
         Set when the fit was made on standardized data (its means are in standardized units).
     extra : dict
-        Everything else stored (inertia, labels, the annealing path, ...), as plain JSON values.
+        Everything else stored, as plain JSON values: for ``anneal.json`` the inertia, the labels,
+        ``split_sigmas`` (the σ each split was made at), ``critical_sigmas`` (the split clusters'
+        critical σ) and the annealing path.
     """
 
     means: torch.Tensor

@@ -107,19 +107,30 @@ def _spaced(values: np.ndarray, min_log_gap: float = 0.08) -> np.ndarray:
     return np.asarray(kept)
 
 
-def _mark_critical(ax, critical_sigmas, label: bool) -> None:
-    """Dashed lines at the critical σ; with ``label``, their values as ticks on a top axis (values
-    too close together to read apart are drawn as lines only)."""
-    critical = _np(critical_sigmas).ravel()
-    for sigma_c in critical:
-        ax.axvline(sigma_c, color="0.35", linestyle="--", linewidth=1)
-    if label and critical.size:
+def _mark_splits(ax, split_sigmas, label: bool, critical_sigmas=None, sigma_range=None) -> None:
+    """Dashed lines at the σ each split was made; with ``label``, their values as ticks on a top axis
+    (values too close together to read apart are drawn as lines only), and how many splits were made
+    at σ = 0 (off the log axis). ``critical_sigmas`` within ``sigma_range`` get dotted lines."""
+    split = _np(split_sigmas).ravel()
+    for k, sigma in enumerate(split[split > 0]):
+        name = "σ of a split" if label and k == 0 else None
+        ax.axvline(sigma, color="0.35", linestyle="--", linewidth=1, label=name)
+    if critical_sigmas is not None:
+        critical = _np(critical_sigmas).ravel()
+        if sigma_range is not None:
+            critical = critical[(critical >= sigma_range[0]) & (critical <= sigma_range[1])]
+        for k, sigma in enumerate(critical):
+            name = "critical σ (√λmax of the split cluster)" if label and k == 0 else None
+            ax.axvline(sigma, color="C7", linestyle=":", linewidth=1, alpha=0.8, label=name)
+    if label and split.size:
         top = ax.secondary_xaxis("top")
-        top.xaxis.set_major_locator(FixedLocator(_spaced(critical)))
+        top.xaxis.set_major_locator(FixedLocator(_spaced(split)))
         top.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
         top.xaxis.set_minor_locator(NullLocator())
         top.tick_params(labelsize=8)
-        top.set_xlabel("critical σ (a split)", fontsize=8)
+        at_zero = int((split == 0).sum())
+        more = f"; {at_zero} more at σ = 0" if at_zero else ""
+        top.set_xlabel(f"σ of a split{more}", fontsize=8)
 
 
 def _plain_number(value: float, _position=None) -> str:
@@ -140,16 +151,17 @@ def _cooling_axis(ax) -> None:
     ax.grid(True, which="both", alpha=0.25)
 
 
-def _split_points(sigma, means, born, critical_sigmas) -> dict[int, list[tuple[float, np.ndarray]]]:
-    """Where each centroid leaves its parent: ``{k: [(σ_c, position before the split), ...]}``.
+def _split_points(sigma, means, born, split_sigmas) -> dict[int, list[tuple[float, np.ndarray]]]:
+    """Where each centroid leaves its parent: ``{k: [(σ_s, position before the split), ...]}``.
 
     The n-th level at which a centroid is born (its weight turns positive) is matched with the n-th
-    critical σ; when σ_c lies between that level and the one before, the newborn and its parent (the
-    centroid it sat on) both get a point at σ_c, so the branches fork at σ_c rather than between levels.
+    split σ; when σ_s lies between that level and the one before (ends included: annealing records
+    a split's level at its σ), the newborn and its parent (the centroid it sat on) both get a point
+    at σ_s, so the branches fork at σ_s rather than between levels.
     """
     births = [i for i in range(1, len(sigma)) if (born[i] & ~born[i - 1]).any()]
     points: dict[int, list] = {k: [] for k in range(means.shape[1])}
-    for i, sigma_c in zip(births, _np(critical_sigmas).ravel(), strict=False):
+    for i, sigma_c in zip(births, _np(split_sigmas).ravel(), strict=False):
         if not sigma[i] <= sigma_c <= sigma[i - 1]:
             continue
         newborn = np.flatnonzero(born[i] & ~born[i - 1])
@@ -160,14 +172,14 @@ def _split_points(sigma, means, born, critical_sigmas) -> dict[int, list[tuple[f
     return points
 
 
-def _branches(path, critical_sigmas) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _branches(path, split_sigmas) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per centroid: the σ of its line, the (n, D) positions on it, and which of them are levels.
 
-    A centroid is drawn only while its weight is positive (born), from the σ_c at which it split off.
+    A centroid is drawn only while its weight is positive (born), from the σ at which it split off.
     """
     keep, sigma = _positive_levels(path)
     means, born = _np(path.means)[keep], _np(path.weights)[keep] > 0
-    extra = _split_points(sigma, means, born, critical_sigmas)
+    extra = _split_points(sigma, means, born, split_sigmas)
     branches = []
     for k in range(means.shape[1]):
         levels = np.flatnonzero(born[:, k])
@@ -198,24 +210,35 @@ def _mark_hard(ax, hard_means, d: int) -> None:
 
 
 def plot_bifurcation(
-    path, critical_sigmas, feature_names: Sequence[str], *, hard_means=None, max_features: int = 4
+    path,
+    split_sigmas,
+    feature_names: Sequence[str],
+    *,
+    hard_means=None,
+    critical_sigmas=None,
+    max_features: int = 4,
 ) -> Figure:
     """Each centroid's coordinates against σ as it cools (log axis, σ decreasing to the right).
 
     Parameters
     ----------
     path : record with ``sigma`` (L,), ``means`` (L, K, D) and ``weights`` (L, K)
-        The annealing path; a centroid is drawn while its weight is positive, from the σ_c at which
+        The annealing path; a centroid is drawn while its weight is positive, from the σ at which
         it split off; levels at σ = 0 are left off the log axis.
-    critical_sigmas : array-like
-        σ at which centroids split, in order, marked by dashed lines.
+    split_sigmas : array-like of shape (n_splits,)
+        The σ at which each split was made, in order (``AnnealResult.split_sigmas``), marked by
+        dashed lines; those at σ = 0 (splits in the hard limit) are counted on the top axis.
     feature_names : sequence of str, length D
     hard_means : array-like of shape (K, D), optional
         The σ = 0 solution, drawn as arrowheads on the right edge.
+    critical_sigmas : array-like of shape (n_splits,), optional
+        The critical σ of each split cluster (``AnnealResult.critical_sigmas``: below it the
+        cluster is unstable), drawn as dotted lines where they fall within the path's σ.
     max_features : int, default 4
         At most this many features get a panel.
     """
-    branches = _branches(path, critical_sigmas)
+    branches = _branches(path, split_sigmas)
+    sigma_range = _positive_levels(path)[1][[-1, 0]]
     n_features = branches[0][1].shape[1]
     n_panels = min(n_features, max_features)
     figure = Figure(figsize=(7, 2.2 + 2.0 * n_panels), layout="constrained")
@@ -227,7 +250,7 @@ def plot_bifurcation(
         if hard_means is not None:
             _mark_hard(ax, hard_means, d)
         _cooling_axis(ax)
-        _mark_critical(ax, critical_sigmas, label=d == 0)
+        _mark_splits(ax, split_sigmas, d == 0, critical_sigmas, sigma_range)
         ax.set_ylabel(feature_names[d])
     figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     axes[-1].set_xlabel("σ (log scale; cooling →); dots: annealing levels")
@@ -327,12 +350,11 @@ def _loglik_panel(ax, sigma: np.ndarray, loglik: np.ndarray) -> None:
     ax.legend(loc="upper right", fontsize=8)
 
 
-def _entropy_line(ax, sigma, entropy, born, critical_sigmas) -> None:
-    """Entropy per level, the line broken at each critical σ (it jumps there: a centroid is born);
-    levels with fewer than K centroids born get hollow markers."""
+def _entropy_line(ax, sigma, entropy, born) -> None:
+    """Entropy per level, the line broken before each level where a centroid is born (it jumps
+    there: a split); levels with fewer than K centroids born get hollow markers."""
     cuts = np.zeros(len(sigma), dtype=bool)
-    for sigma_c in _np(critical_sigmas).ravel():
-        cuts[1:] |= (sigma[1:] < sigma_c) & (sigma[:-1] >= sigma_c)
+    cuts[1:] = (born[1:] & ~born[:-1]).any(1)
     segment = np.cumsum(cuts)
     for piece in np.unique(segment):
         ax.plot(sigma[segment == piece], entropy[segment == piece], color="C0")
@@ -350,18 +372,23 @@ def _entropy_line(ax, sigma, entropy, born, critical_sigmas) -> None:
         )
 
 
-def plot_entropy_loglik(path, critical_sigmas, n_samples: int, *, inertia: float | None = None) -> Figure:
+def plot_entropy_loglik(
+    path, split_sigmas, n_samples: int, *, inertia: float | None = None, critical_sigmas=None
+) -> Figure:
     """Mean responsibility entropy, log-likelihood and scaled log-likelihood per point against σ.
 
     Parameters
     ----------
     path : record with ``sigma``, ``entropy`` (mean over points, nats), ``log_likelihood``
         (summed over points) and ``weights`` (L, K), all per level.
-    critical_sigmas : array-like
+    split_sigmas : array-like of shape (n_splits,)
+        The σ at which each split was made (``AnnealResult.split_sigmas``), marked by dashed lines.
     n_samples : int
         N, to turn the summed log-likelihood into a mean per point.
     inertia : float, optional
         The hard fit's k-means objective J, the limit of ``−2σ² log p(X)`` (drawn as J/N).
+    critical_sigmas : array-like of shape (n_splits,), optional
+        The split clusters' critical σ, dotted where they fall within the path's σ.
     """
     keep, sigma = _positive_levels(path)
     entropy = _np(path.entropy)[keep]
@@ -369,10 +396,9 @@ def plot_entropy_loglik(path, critical_sigmas, n_samples: int, *, inertia: float
     n_clusters = _np(path.weights).shape[1]
     figure = Figure(figsize=(7, 7.5), layout="constrained")
     top, middle, bottom = figure.subplots(3, 1, sharex=True)
-    _entropy_line(top, sigma, entropy, _np(path.weights)[keep] > 0, critical_sigmas)
+    _entropy_line(top, sigma, entropy, _np(path.weights)[keep] > 0)
     top.axhline(np.log(n_clusters), color="0.5", linestyle=":", label=f"log K = {np.log(n_clusters):.3f}")
     top.set_ylabel("mean responsibility\nentropy (nats)")
-    top.legend(loc="upper right", fontsize=8)
     _loglik_panel(middle, sigma, loglik)
     scaled = -2 * sigma**2 * loglik
     bottom.plot(sigma, scaled, color="C2", marker=".", markersize=3)
@@ -385,7 +411,8 @@ def plot_entropy_loglik(path, critical_sigmas, n_samples: int, *, inertia: float
     bottom.set_xlabel("σ (log scale; cooling →)")
     for ax in (top, middle, bottom):
         _cooling_axis(ax)
-        _mark_critical(ax, critical_sigmas, label=ax is top)
+        _mark_splits(ax, split_sigmas, ax is top, critical_sigmas, (sigma.min(), sigma.max()))
+    top.legend(loc="upper right", fontsize=8)
     figure.suptitle("Soft to hard: entropy → 0 and −2σ² log p(X) → the k-means objective as σ → 0")
     return figure
 

@@ -141,3 +141,48 @@ def test_save_figure_refuses_to_overwrite(path, tmp_path):
     with pytest.raises(FileExistsError, match="pass --force"):
         plotting.save_figure(figure, tmp_path / "f.png")
     plotting.save_figure(figure, tmp_path / "f.png", force=True)
+
+
+@pytest.fixture(scope="module")
+def annealed():
+    """A real annealing run whose last splits are made in the hard limit (sigma_end above them)."""
+    from sklearn.datasets import make_blobs
+
+    from kmeans_limit.inference import anneal
+
+    X = torch.from_numpy(make_blobs(300, n_features=2, centers=5, cluster_std=0.4, random_state=5)[0])
+    result = anneal(X, 5, sigma_end=0.5 * critical_sigma(X))
+    assert (result.split_sigmas == 0).any() and (result.split_sigmas > 0).any()
+    return result
+
+
+def test_bifurcation_marks_the_split_sigmas_and_counts_those_at_zero(annealed, tmp_path):
+    split = annealed.split_sigmas.numpy()
+    figure = plotting.plot_bifurcation(
+        annealed.path, split, NAMES, hard_means=annealed.means, critical_sigmas=annealed.critical_sigmas
+    )
+    ax = next(ax for ax in figure.axes if ax.get_ylabel() == NAMES[0])
+    dashed = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
+    np.testing.assert_array_equal(dashed, split[split > 0])
+    top = ax.child_axes[0]
+    assert top.get_xlabel() == f"σ of a split; {int((split == 0).sum())} more at σ = 0"
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "σ of a split" in legend and "critical σ (√λmax of the split cluster)" in legend
+    # A child born by a soft split forks off its parent at that split's σ.
+    child = next(line.get_xdata() for line in ax.lines if line.get_label() == "centroid 1")
+    assert child[0] == split[0]
+    saved_png(figure, tmp_path)
+
+
+def test_entropy_plot_marks_split_sigmas_and_breaks_at_births(annealed, tmp_path):
+    split = annealed.split_sigmas.numpy()
+    figure = plotting.plot_entropy_loglik(
+        annealed.path, split, 300, inertia=annealed.inertia, critical_sigmas=annealed.critical_sigmas
+    )
+    top = next(ax for ax in figure.axes if ax.get_ylabel().startswith("mean responsibility"))
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    assert "σ of a split" in labels
+    solid = [line for line in top.lines if line.get_linestyle() == "-" and line.get_color() == "C0"]
+    born = (annealed.path.weights > 0).sum(1)
+    assert len(solid) == int((born.diff() > 0).sum()) + 1  # one piece per run of levels between births
+    saved_png(figure, tmp_path)
