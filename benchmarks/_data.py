@@ -1,6 +1,7 @@
 """Benchmark data: scikit-learn's bundled sets and the SIPU clustering benchmark, standardized.
 
-The SIPU files live outside the repository, in ``$KMEANS_LIMIT_DATA/sipu`` (default
+The SIPU sets shipped with the package (``kmeans_limit.datasets.SIPU_SETS``: s1, a1, r15) are read
+from the package. The others live outside the repository, in ``$KMEANS_LIMIT_DATA/sipu`` (default
 ``<repo>/../shared/data/sipu``): ``NAME.data.gz`` holds one point a line and ``NAME.labels0.gz`` one
 ground-truth label a line (1..K).
 """
@@ -14,10 +15,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kmeans_limit.datasets import SIPU_SETS, load_sipu
+
 __all__ = [
+    "PACKAGED",
     "SIPU",
     "SKLEARN",
     "Dataset",
+    "available",
     "best_time",
     "centroid_index",
     "data_dir",
@@ -29,6 +34,8 @@ __all__ = [
 
 SKLEARN = ("iris", "wine", "breast_cancer", "digits")
 SIPU = ("s1", "s2", "s3", "s4", "a1", "a2", "a3", "unbalance", "r15", "d31", "birch1")
+#: The SIPU sets that ship with the package: no files outside the repository are needed for them.
+PACKAGED = tuple(name for name in SIPU if name in SIPU_SETS)
 
 
 class Dataset(NamedTuple):
@@ -63,7 +70,16 @@ def standardize(X: np.ndarray) -> np.ndarray:
     return (X - X.mean(axis=0)) / scale
 
 
+def available(name: str) -> bool:
+    """Whether the data set can be loaded here: bundled (scikit-learn's, or in the package) or found
+    under :func:`data_dir`."""
+    return name in SKLEARN or name in PACKAGED or (data_dir() / "sipu" / f"{name}.data.gz").exists()
+
+
 def _load_sipu(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name in PACKAGED:
+        packaged = load_sipu(name)
+        return packaged.data.numpy(), packaged.labels.numpy()
     folder = data_dir() / "sipu"
     with gzip.open(folder / f"{name}.data.gz", "rt") as handle:
         X = np.loadtxt(handle, dtype=np.float64)

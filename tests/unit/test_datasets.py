@@ -1,5 +1,6 @@
 """The embedded data sets load whole, with the documented moments."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,3 +36,22 @@ def test_sipu_sets_with_ground_truth(name):
 def test_unknown_sipu_set():
     with pytest.raises(ValueError, match="name='birch9' should be one of"):
         load_sipu("birch9")
+
+
+@pytest.mark.parametrize("name", ["s1", "a1", "r15"])
+def test_benchmark_loader_reads_the_packaged_sipu_sets_without_shared_files(
+    name, benchmark_data, load_dataset, tmp_path, monkeypatch
+):
+    """On a fresh clone there is no ../shared/data: the unit tests' s1 and a1 cases must not skip."""
+    monkeypatch.setenv("KMEANS_LIMIT_DATA", str(tmp_path))  # an empty folder: no sipu/ files at all
+    assert benchmark_data.available(name)
+    data = load_dataset(name)  # would skip (and so fail this test's expectations) if not read
+    n_samples, n_clusters = SIPU_SETS[name]
+    assert data.X.shape == (n_samples, 2) and data.n_clusters == n_clusters
+    np.testing.assert_allclose(data.X, load_sipu(name, standardized=True).data.numpy(), rtol=0, atol=1e-12)
+    assert np.array_equal(data.labels, load_sipu(name).labels.numpy())
+
+
+def test_benchmark_loader_still_skips_a_set_it_cannot_find(benchmark_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("KMEANS_LIMIT_DATA", str(tmp_path))
+    assert not benchmark_data.available("birch1") and benchmark_data.available("iris")
