@@ -155,7 +155,9 @@ def anneal_summary(outcome: AnnealOutcome, data: Data, *, table: bool = True) ->
     result = outcome.result
     n, d = data.X.shape
     sigma = result.path.sigma
-    split = ", ".join(fmt(s) for s in torch.as_tensor(result.split_sigmas).tolist()) or "none"
+    split_sigmas = torch.as_tensor(result.split_sigmas).tolist()
+    split = ", ".join(fmt(s) for s in split_sigmas) or "none"
+    hard = "; 0: made in the hard limit" if 0.0 in split_sigmas else ""
     critical = ", ".join(fmt(s) for s in torch.as_tensor(result.critical_sigmas).tolist()) or "none"
     lam = torch.linalg.eigvalsh(torch.cov(data.X.T, correction=0).reshape(d, d)).max().item()
     values = [result.sigma_star, *result.weights.tolist(), *result.means.reshape(-1).tolist()]
@@ -164,8 +166,8 @@ def anneal_summary(outcome: AnnealOutcome, data: Data, *, table: bool = True) ->
     verdict = "it is Lloyd's fixed point" if outcome.fixed_point else "it is NOT a fixed point of Lloyd"
     lines = [
         f"annealing: {len(sigma)} levels from σ = {fmt(sigma[0])} down to {fmt(sigma[-1])}, then σ = 0 (Lloyd); "
-        f"splits made at σ = {split} (0: in the hard limit; no split can come before the first "
-        f"transition, √λmax(Cov X) = {fmt(lam**0.5)})",
+        f"splits made at σ = {split} (the first transition in theory: √λmax(Cov X) = {fmt(lam**0.5)}, "
+        f"no split before it{hard})",
         f"critical σ of the split clusters (√λmax of their responsibility-weighted covariance when "
         f"split; unstable below it): {critical}",
         f"hard k-means: inertia J = {fmt(result.inertia, 6)}, σ* = √(J/(N·D)) = {fmt(result.sigma_star)} "

@@ -29,7 +29,7 @@ def test_r15_summary_prints_split_sigmas_below_the_first_transition(r15_csv, cli
     result = cli_in_process("anneal", r15_csv, "-k", 15, "--standardize", "--quiet")
     assert result.returncode == 0, result.stderr
     split = numbers_after(result.stdout, "splits made at σ = ")
-    first = float(result.stdout.split("√λmax(Cov X) = ")[1].split(")")[0])
+    first = float(result.stdout.split("√λmax(Cov X) = ")[1].split(",")[0])
     assert first == pytest.approx(1.0, abs=1e-3)  # standardized: λmax(Cov X) is about 1
     assert len(split) == 14 and all(s <= first for s in split)
     assert split == sorted(split, reverse=True) and split[0] == pytest.approx(0.9 * first, rel=1e-3)
