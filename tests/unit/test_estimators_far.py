@@ -53,6 +53,14 @@ def test_annealed_kmeans_on_float32_old_faithful_plus_1e4():
     assert float((distances.min(1).astype(np.float64) ** 2).sum()) == pytest.approx(model.inertia_, rel=1e-5)
     standardized = AnnealedKMeans(n_clusters=2).fit(X - np.float32(1e4))
     assert model.inertia_ == pytest.approx(standardized.inertia_, rel=1e-4)
+    # The path is in the data's units (its first level: every centroid at the data mean), and the
+    # split and critical σ do not move with the data: σ_c = sqrt(1 + corr) for standardized data.
+    np.testing.assert_allclose(
+        model.path_.means[0].numpy(), np.broadcast_to(X.astype(np.float64).mean(0), (2, 2)), atol=2e-3
+    )
+    sigma_c = math.sqrt(1 + np.corrcoef(X.astype(np.float64).T)[0, 1])
+    assert model.critical_sigmas_[0] == pytest.approx(sigma_c, rel=1e-4)
+    assert model.split_sigmas_.tolist() == pytest.approx([0.9 * sigma_c], rel=1e-4)
 
 
 @st.composite
