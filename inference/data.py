@@ -78,8 +78,13 @@ class Data(NamedTuple):
 
     def to_rows(self, values: torch.Tensor) -> torch.Tensor:
         """Points in the data's units (``(..., n_features)``) moved to the rows' frame: ``values − offset``."""
-        values = values.to(dtype=self.dtype, device=self.device)
-        return values - self.offset if self.centred else values
+        values = values.to(device=self.device)
+        if not self.centred:
+            return values.to(self.dtype)
+        # Subtract in the wider dtype, then round once: float64 centroids on far float32 rows keep
+        # their digits (rounding them to float32 first would lose ‖offset‖·2⁻²⁴ of each).
+        wide = torch.promote_types(values.dtype, self.dtype)
+        return (values.to(wide) - self.offset.to(wide)).to(self.dtype)
 
     def to_data(self, values: torch.Tensor) -> torch.Tensor:
         """Points in the rows' frame (``(..., n_features)``) moved back to the data's units: ``values + offset``."""
