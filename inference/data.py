@@ -77,9 +77,16 @@ class Data(NamedTuple):
         return bool(self.offset.any())
 
     def to_rows(self, values: torch.Tensor) -> torch.Tensor:
-        """Points in the data's units (``(..., n_features)``) moved to the rows' frame: ``values − offset``."""
-        values = values.to(dtype=self.dtype, device=self.device)
-        return values - self.offset if self.centred else values
+        """Points in the data's units (``(..., n_features)``) moved to the rows' frame: ``values − offset``.
+
+        The difference is taken in the wider of the two dtypes, then rounded to the rows' dtype:
+        float64 centroids of float32 rows far from the origin keep their digits relative to the spread.
+        """
+        values = values.to(device=self.device)
+        if self.centred:
+            wide = torch.promote_types(values.dtype, self.dtype)
+            values = values.to(wide) - self.offset.to(wide)
+        return values.to(self.dtype)
 
     def to_data(self, values: torch.Tensor) -> torch.Tensor:
         """Points in the rows' frame (``(..., n_features)``) moved back to the data's units: ``values + offset``."""
