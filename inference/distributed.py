@@ -105,19 +105,19 @@ def _shard(comm, function: str, X, sample_weight, options: dict) -> Data:
         raise ValueError(f"every rank needs rows with the same columns and dtype; got {listed}")
     if len({entry["prepared"] for entry in everyone}) > 1:
         raise ValueError("pass a prepared Data on every rank or on none")
-    X, weight = checked
+    X, weight, given_data = checked
     total = comm.total(X.shape[0] if weight is None else weight.sum().item())
     if total <= 0:
         raise ValueError("sample_weight sums to 0 over all ranks: at least one row needs a positive weight")
     if not prepared:
         return prepare_data(X, weight, comm=comm, positive_total=False)
     n_rows = int(comm.total(X.shape[0]))
-    if comm.any(checked[2].n_total != n_rows):
+    if comm.any(given_data.n_total != n_rows):
         raise ValueError(
             f"a prepared Data should be made with prepare_data(..., comm=...) over every rank's rows "
             f"({n_rows} in all): its mean and spread are those of all the rows"
         )
-    return checked[2]
+    return given_data
 
 
 def _with_weight(comm: ProcessGroupComm, X, sample_weight):
