@@ -75,9 +75,8 @@ def test_em_is_equivariant(blobs, a, b_spreads, centred, fixed_sigma):
     Xt, b = transformed(X, a, b_spreads)
     assert prepare_data(Xt).centred == centred
     init = X[[0, 1, 2]] + 0.5
-    sigma = None if fixed_sigma is None else fixed_sigma
-    fit = em(X, init, sigma=sigma, max_iter=300)
-    moved = em(Xt, a * init + b, sigma=None if sigma is None else a * sigma, max_iter=300)
+    fit = em(X, init, sigma=fixed_sigma, max_iter=300)
+    moved = em(Xt, a * init + b, sigma=None if fixed_sigma is None else a * fixed_sigma, max_iter=300)
     assert moved.n_iter == fit.n_iter and moved.converged == fit.converged
     assert_points(moved.means, a * fit.means + b, a, X)
     torch.testing.assert_close(moved.weights, fit.weights, rtol=0, atol=REL)
