@@ -166,6 +166,10 @@ def errors(tmp_path_factory) -> list[dict]:
         ("distinct", r"X has 2 distinct points over all ranks, fewer than n_clusters=3"),
         ("distinct_weighted", r"X has 2 distinct points of positive sample_weight over all ranks"),
         ("nan", r"rank 1: X holds NaN or inf"),
+        (
+            "local_data",
+            r"a prepared Data should be made with prepare_data\(\.\.\., comm=\.\.\.\) over every rank's rows \(600 in all\)",
+        ),
         ("weight_zero", r"sample_weight sums to 0 over all ranks"),
     ],
 )

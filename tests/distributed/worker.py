@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from kmeans_limit.inference import distributed
+from kmeans_limit.inference.data import prepare_data
 
 #: Rows of each rank: uneven on purpose.
 SPLIT = 0.6
@@ -128,6 +129,7 @@ def errors(rank: int) -> dict:
             )
         ),
         "nan": _error(lambda: distributed.em(X if rank == 0 else X * torch.nan, good_init)),
+        "local_data": _error(lambda: distributed.lloyd(prepare_data(X), good_init)),
         "weight_zero": _error(lambda: distributed.lloyd(X, good_init, sample_weight=torch.zeros(X.shape[0]))),
         "after": distributed.lloyd(X, X[:2].clone() * 0.0 + torch.tensor([[0.0], [2.0]]), tol=0.0).inertia,
     }

@@ -1,0 +1,38 @@
+"""The hard fits take a prepared Data as well as raw rows, and give the same answer from either."""
+
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+
+from kmeans_limit.inference import anneal, em, kmeans_objective, kmeans_plusplus, lloyd
+from kmeans_limit.inference.data import prepare_data
+
+
+@pytest.fixture(scope="module")
+def far_rows() -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted float32 blobs 1e3 spreads from the origin (prepare_data centres them)."""
+    X, _ = make_blobs(80, centers=[[0, 0], [6, 0], [0, 6]], cluster_std=1.0, random_state=2)
+    weight = torch.linspace(0.5, 2.0, 80)
+    return (torch.from_numpy(X) + 4e3).float(), weight
+
+
+def test_every_fit_gives_the_same_from_raw_rows_and_from_their_data(far_rows):
+    X, weight = far_rows
+    data = prepare_data(X, weight)
+    assert data.centred
+    init = kmeans_plusplus(X, 3, sample_weight=weight)
+    assert torch.equal(kmeans_plusplus(data, 3), init)
+    for fit in (lloyd, em):
+        raw, prepared = fit(X, init, sample_weight=weight), fit(data, init)
+        assert torch.equal(raw.means, prepared.means), fit.__name__
+    raw, prepared = anneal(X, 3, sample_weight=weight), anneal(data, 3)
+    assert torch.equal(raw.means, prepared.means) and torch.equal(raw.labels, prepared.labels)
+    assert kmeans_objective(data, raw.means) == kmeans_objective(X, raw.means, sample_weight=weight)
+    assert kmeans_objective(data, raw.means) == pytest.approx(raw.inertia, rel=1e-6)
+
+
+@pytest.mark.parametrize("fit", [lloyd, em])
+def test_a_prepared_data_carries_its_weights(far_rows, fit):
+    X, weight = far_rows
+    with pytest.raises(ValueError, match="sample_weight should be None with a prepared Data"):
+        fit(prepare_data(X), X[:3], sample_weight=weight)
