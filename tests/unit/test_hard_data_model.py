@@ -36,3 +36,13 @@ def test_a_prepared_data_carries_its_weights(far_rows, fit):
     X, weight = far_rows
     with pytest.raises(ValueError, match="sample_weight should be None with a prepared Data"):
         fit(prepare_data(X), X[:3], sample_weight=weight)
+
+
+def test_float64_centroids_move_into_float32_rows_with_their_digits():
+    """``to_rows`` subtracts the offset before rounding to float32: digits relative to the spread stay."""
+    X = (torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 1e5).float()
+    data = prepare_data(X)
+    centroid = torch.tensor([[1e5 + 0.123456789, 1e5 - 0.5]], dtype=torch.float64)
+    expected = centroid - data.offset.double()
+    # float32 of 1e5 + 0.12 keeps 0.008 of the spread; the moved centroid keeps 1e-7 of it.
+    torch.testing.assert_close(data.to_rows(centroid).double(), expected, rtol=0, atol=1e-7)
