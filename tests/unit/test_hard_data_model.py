@@ -46,3 +46,30 @@ def test_float64_centroids_move_into_float32_rows_with_their_digits():
     expected = centroid - data.offset.double()
     # float32 of 1e5 + 0.12 keeps 0.008 of the spread; the moved centroid keeps 1e-7 of it.
     torch.testing.assert_close(data.to_rows(centroid).double(), expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e7])
+def test_lloyd_far_from_the_origin_stops_as_scikit_learn_does(offset):
+    """Weighted, loose tolerance, far away: scikit-learn's centroids, labels and ``n_iter_``.
+
+    scikit-learn scales ``tol`` by the unweighted mean feature variance whatever the weights; a
+    weighted one would stop these runs at another iteration.
+    """
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    X, _ = make_blobs(500, n_features=3, centers=6, cluster_std=2.0, random_state=4)
+    X = X + offset
+    weight = np.random.default_rng(1).pareto(1.0, X.shape[0]) + 0.01
+    init = X[:6].copy()
+    for tol in (4e-4, 1.6e-2, 1e-1):  # the first two stop an iteration later with the weighted variance
+        km = KMeans(6, init=init, n_init=1, algorithm="lloyd", tol=tol).fit(X, sample_weight=weight)
+        ours = lloyd(
+            torch.from_numpy(X), torch.from_numpy(init), tol=tol, sample_weight=torch.from_numpy(weight)
+        )
+        assert ours.n_iter == km.n_iter_, tol
+        np.testing.assert_array_equal(ours.labels.numpy(), km.labels_)
+        np.testing.assert_allclose(
+            ours.means.numpy(), km.cluster_centers_, rtol=0, atol=1e-8 * max(offset, 1.0)
+        )
+        assert ours.inertia == pytest.approx(km.inertia_, rel=1e-8)
