@@ -11,7 +11,7 @@ import torch
 
 from ._comm import LOCAL, Comm
 from .kernels import chunk_rows
-from .lloyd import LloydResult, lloyd_core
+from .lloyd import LloydResult, lloyd_rows
 
 __all__ = ["SplitProposal", "covariance_top_eigenvalue", "propose_split", "removal_costs", "split_merge"]
 
@@ -240,11 +240,13 @@ def split_merge(
     *,
     n_trials: int,
     max_iter: int,
+    variance: float,
     comm: Comm = LOCAL,
 ) -> tuple[LloydResult, int]:
     """Split-merge moves at σ = 0 until none of the ``n_trials`` most promising ones lowers the inertia.
 
-    ``X`` is centred, or its mean is small compared with its spread (see ``anneal``).
+    ``X`` is ``Data.rows`` (``result`` in their frame) and ``variance`` is ``Data.variance``, which
+    scales the screening tolerance.
 
     A move deletes centroid j (its rows go to their next-nearest centroids) and splits cluster i in
     two (:func:`propose_split`), then runs Lloyd's algorithm to a fixed point; it is kept when the
@@ -267,12 +269,11 @@ def split_merge(
             means = result.means.clone()
             means[i], means[j] = proposals[i].left, proposals[i].right
             # Screen with scikit-learn's loose stopping rule; polish to a fixed point only a winner.
-            trial = lloyd_core(X, means, weight, max_iter=max_iter, tol=SCREEN_TOL, centred=True, comm=comm)
+            screen = SCREEN_TOL * variance
+            trial = lloyd_rows(X, means, weight, max_iter=max_iter, tol=screen, comm=comm)
             n_iter += trial.n_iter
             if trial.inertia < result.inertia * (1.0 - MIN_GAIN):
-                trial = lloyd_core(
-                    X, trial.means, weight, max_iter=max_iter, tol=0.0, centred=True, comm=comm
-                )
+                trial = lloyd_rows(X, trial.means, weight, max_iter=max_iter, tol=0.0, comm=comm)
                 n_iter += trial.n_iter
                 if trial.converged:
                     result = trial

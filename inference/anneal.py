@@ -12,17 +12,11 @@ from sklearn.exceptions import ConvergenceWarning
 from ._comm import LOCAL, Comm
 from ._levels import Annealer
 from ._split import split_merge
+from .data import Data, prepare_data
 from .em import check_weights_mode
-from .kernels import centred_copy, row_sq_norms, serial_if_small
-from .lloyd import LloydResult, lloyd_core
-from .validation import (
-    as_data,
-    check_n_clusters,
-    check_positive_int,
-    check_real,
-    check_sample_weight,
-    make_generator,
-)
+from .kernels import serial_if_small
+from .lloyd import LloydResult, lloyd_rows
+from .validation import check_n_clusters, check_positive_int, check_real, make_generator
 
 __all__ = ["AnnealPath", "AnnealResult", "anneal", "anneal_core", "anneal_options"]
 
@@ -116,9 +110,11 @@ def anneal(
 
     Parameters
     ----------
-    X : tensor of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or Data
+        The rows, or rows prepared by :func:`~kmeans_limit.inference.data.prepare_data` (which
+        decides whether they are centred; the results are in the data's units either way).
     n_clusters : int
-        K, at most the number of distinct rows of ``X``.
+        K, at most the number of distinct rows of ``X`` of positive weight.
     sigma_start : float > 0, optional
         The first level; default ``σ_c / cooling`` with ``σ_c = sqrt(λ_max(Cov X))``, just above the
         first phase transition (all centroids at the data mean there).
@@ -137,6 +133,7 @@ def anneal(
         Draws the jitter (1e-3 of the cluster's spread) that moves the two children of a split off
         the split axis; the rest is deterministic.
     sample_weight : tensor of shape (n_samples,), optional
+        Not with a prepared ``Data`` (it carries its weights).
     max_iter : int, default 10
         EM iterations per level at most (Lloyd's algorithm at σ = 0 runs to its fixed point, up to
         ``LLOYD_MAX_ITER`` iterations).
@@ -149,6 +146,12 @@ def anneal(
     Returns
     -------
     AnnealResult
+
+    Raises
+    ------
+    ValueError
+        For bad input, naming the value; when ``X`` has fewer than ``n_clusters`` distinct rows of
+        positive weight.
 
     Warns
     -----
@@ -180,14 +183,11 @@ def anneal(
     ``n_trials`` most promising moves helps. The result is a Lloyd fixed point: one more Lloyd step
     changes nothing.
     """
-    X = as_data(X)
-    n_clusters = check_n_clusters(n_clusters, X)
+    data = prepare_data(X, sample_weight)
+    n_clusters = check_n_clusters(n_clusters, data.rows, weight=data.weight)
     options = anneal_options(sigma_start, sigma_end, cooling, weights, max_iter, tol, n_trials)
-    weight = check_sample_weight(sample_weight, X)
-    if weight is None:
-        weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
-    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
-        return anneal_core(X, n_clusters, weight, make_generator(seed, X.device), **options)
+    with serial_if_small(data.n_samples * n_clusters * (data.n_features + 1)):
+        return anneal_core(data, n_clusters, make_generator(seed, data.device), **options)
 
 
 def anneal_options(sigma_start, sigma_end, cooling, weights, max_iter, tol, n_trials) -> dict:
@@ -208,9 +208,8 @@ def _optional_positive(name: str, value) -> float | None:
 
 
 def anneal_core(
-    X: torch.Tensor,
+    data: Data,
     n_clusters: int,
-    weight: torch.Tensor,
     generator: torch.Generator,
     *,
     sigma_start: float | None,
@@ -222,15 +221,14 @@ def anneal_core(
     n_trials: int,
     comm: Comm = LOCAL,
 ) -> AnnealResult:
-    """:func:`anneal` on validated inputs (``weight`` of shape (n_samples,), all ones when unweighted).
+    """:func:`anneal` on validated inputs.
 
-    ``comm`` sums over the rows of every process (``X`` and ``weight`` hold this process's rows).
+    ``data`` holds this process's rows (prepared over every process of ``comm``, which sums over
+    them). Annealing runs in the rows' frame; the centroids come back in the data's units.
     """
-    offset = _centring_offset(X, weight, comm)
-    if offset.any():
-        X = centred_copy(X, offset)
+    weight = data.weights_or_ones()
     state = Annealer(
-        X,
+        data.rows,
         weight,
         generator,
         cooling=cooling,
@@ -246,28 +244,15 @@ def anneal_core(
     while state.n_born < n_clusters:
         state.step()
     state.cool()
-    result = _finish(X, weight, state.means, max_iter=LLOYD_MAX_ITER, n_trials=n_trials, comm=comm)
+    result = _finish(data, weight, state.means, max_iter=LLOYD_MAX_ITER, n_trials=n_trials, comm=comm)
     state.n_iter += result[1]
-    return _result(result[0], offset, state)
+    return _result(result[0], data, state)
 
 
-def _centring_offset(X, weight, comm: Comm) -> torch.Tensor:
-    """The weighted mean of the rows when it is worth a centred copy of ``X``; zeros otherwise.
-
-    The distances ``‖x‖² − 2x·μ + ‖μ‖²`` round in proportion to ``‖x‖²``, so rows far from the
-    origin compared with their spread are centred first (a copy of ``X``). When the squared norm of
-    the mean is at most the total variance, as for standardized data, centring would gain at most a
-    factor 2 in accuracy: ``X`` is used as it is, and no copy is made.
-    """
-    total = comm.total(weight.sum().item())
-    mean = comm.sum_(weight @ X)[0] / total
-    mean_sq, second_moment = mean.square().sum().item(), comm.total((weight @ row_sq_norms(X)).item()) / total
-    return mean if mean_sq > second_moment - mean_sq else torch.zeros_like(mean)
-
-
-def _finish(X, weight, means, *, max_iter, n_trials, comm) -> tuple[LloydResult, int]:
-    """σ = 0: Lloyd's algorithm to a fixed point, then split-merge moves."""
-    result = lloyd_core(X, means, weight, max_iter=max_iter, tol=0.0, centred=True, comm=comm)
+def _finish(data: Data, weight, means, *, max_iter, n_trials, comm) -> tuple[LloydResult, int]:
+    """σ = 0: Lloyd's algorithm to a fixed point, then split-merge moves (in the rows' frame)."""
+    X = data.rows
+    result = lloyd_rows(X, means, weight, max_iter=max_iter, tol=0.0, comm=comm)
     if not result.converged:
         warnings.warn(
             f"Lloyd's algorithm at sigma=0 stopped at max_iter={max_iter} before its labels repeated; "
@@ -278,18 +263,20 @@ def _finish(X, weight, means, *, max_iter, n_trials, comm) -> tuple[LloydResult,
         return result, result.n_iter
     if n_trials == 0 or means.shape[0] < 2:
         return result, result.n_iter
-    refined, n_iter = split_merge(X, weight, result, n_trials=n_trials, max_iter=max_iter, comm=comm)
+    refined, n_iter = split_merge(
+        X, weight, result, n_trials=n_trials, max_iter=max_iter, variance=data.variance, comm=comm
+    )
     return refined, result.n_iter + n_iter
 
 
-def _path(state: Annealer, offset: torch.Tensor) -> AnnealPath:
-    """Stack the levels; a component not yet born at a level repeats its parent there."""
+def _path(state: Annealer, data: Data) -> AnnealPath:
+    """Stack the levels (centroids in the data's units); a component not yet born repeats its parent."""
     n_clusters, n_levels = state.n_born, len(state.levels)
-    means = offset.new_zeros(n_levels, n_clusters, offset.shape[0])
-    weights = offset.new_zeros(n_levels, n_clusters)
+    means = data.rows.new_zeros(n_levels, n_clusters, data.n_features)
+    weights = data.rows.new_zeros(n_levels, n_clusters)
     for level, (_, level_means, level_weights, *_rest) in enumerate(state.levels):
         born = level_means.shape[0]
-        means[level, :born] = level_means + offset
+        means[level, :born] = data.to_data(level_means)
         weights[level, :born] = level_weights
     for slot in range(1, n_clusters):  # slots are numbered in order of birth, parents first
         unborn = slice(0, min(state.births[slot], n_levels))
@@ -298,17 +285,17 @@ def _path(state: Annealer, offset: torch.Tensor) -> AnnealPath:
     return AnnealPath(column(0), means, weights, column(3), column(4), column(5).long())
 
 
-def _result(lloyd: LloydResult, offset: torch.Tensor, state: Annealer) -> AnnealResult:
+def _result(lloyd: LloydResult, data: Data, state: Annealer) -> AnnealResult:
     weight, n_features = state.weight, state.X.shape[1]
     counts = state.comm.sum_(torch.bincount(lloyd.labels, weights=weight, minlength=lloyd.means.shape[0]))[0]
     sigma_star = math.sqrt(lloyd.inertia / (state.total * n_features))
     return AnnealResult(
-        lloyd.means + offset,
+        data.to_data(lloyd.means),
         lloyd.labels,
         counts / state.total,
         lloyd.inertia,
         sigma_star,
-        _path(state, offset),
+        _path(state, data),
         torch.tensor(state.split_sigmas, dtype=torch.float64),
         torch.tensor(state.critical, dtype=torch.float64),
         state.n_iter,

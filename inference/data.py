@@ -77,14 +77,16 @@ class Data(NamedTuple):
         return bool(self.offset.any())
 
     def to_rows(self, values: torch.Tensor) -> torch.Tensor:
-        """Points in the data's units (``(..., n_features)``) moved to the rows' frame: ``values − offset``."""
+        """Points in the data's units (``(..., n_features)``) moved to the rows' frame: ``values − offset``.
+
+        The difference is taken in the wider of the two dtypes, then rounded to the rows' dtype:
+        float64 centroids of float32 rows far from the origin keep their digits relative to the spread.
+        """
         values = values.to(device=self.device)
-        if not self.centred:
-            return values.to(self.dtype)
-        # Subtract in the wider dtype, then round once: float64 centroids on far float32 rows keep
-        # their digits (rounding them to float32 first would lose ‖offset‖·2⁻²⁴ of each).
-        wide = torch.promote_types(values.dtype, self.dtype)
-        return (values.to(wide) - self.offset.to(wide)).to(self.dtype)
+        if self.centred:
+            wide = torch.promote_types(values.dtype, self.dtype)
+            values = values.to(wide) - self.offset.to(wide)
+        return values.to(self.dtype)
 
     def to_data(self, values: torch.Tensor) -> torch.Tensor:
         """Points in the rows' frame (``(..., n_features)``) moved back to the data's units: ``values + offset``."""

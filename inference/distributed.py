@@ -33,6 +33,7 @@ import torch
 
 from ._comm import ProcessGroupComm
 from .anneal import AnnealResult, anneal_core, anneal_options
+from .data import Data, prepare_data
 from .em import EMResult, em_fit, em_options, initial_log_weights, warn_unconverged
 from .init import kmeans_plusplus_core
 from .kernels import serial_if_small
@@ -85,38 +86,51 @@ def _handshake(comm: ProcessGroupComm, function: str, mine: dict) -> list[dict]:
         ) from error
 
 
-def _shard(comm, function: str, X, sample_weight, options: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's rows and weights, checked on every rank against the others.
+def _shard(comm, function: str, X, sample_weight, options: dict) -> Data:
+    """This rank's rows and weights, checked on every rank against the others, as one :class:`Data`.
 
-    Returns
-    -------
-    X : tensor of shape (n_rows, n_features)
-    weight : tensor of shape (n_rows,)
-        All ones without ``sample_weight``.
+    The rows are prepared (and centred or not) over the rows of every rank; a prepared ``Data``
+    must have been made with ``comm`` over the same ranks.
     """
     checked, error = _attempt(lambda: _with_weight(comm, X, sample_weight))
     shape = None if error else (checked[0].shape[1], str(checked[0].dtype))
+    prepared = isinstance(X, Data)
     options = {key: repr(value) for key, value in options.items()}
-    everyone = _handshake(comm, function, dict(error=error, shape=shape, options=options))
+    everyone = _handshake(comm, function, dict(error=error, shape=shape, options=options, prepared=prepared))
     _raise_if_any([entry["error"] for entry in everyone])
     _raise_if_any([_differs(entry, everyone[0], "options") for entry in everyone])
     shapes = [entry["shape"] for entry in everyone]
     if len(set(shapes)) > 1:
         listed = ", ".join(f"rank {r}: n_features={f}, dtype {d}" for r, (f, d) in enumerate(shapes))
         raise ValueError(f"every rank needs rows with the same columns and dtype; got {listed}")
-    X, weight = checked
-    if weight is None:
-        weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
-    if comm.total(weight.sum().item()) <= 0:
+    if len({entry["prepared"] for entry in everyone}) > 1:
+        raise ValueError("pass a prepared Data on every rank or on none")
+    X, weight, given_data = checked
+    total = comm.total(X.shape[0] if weight is None else weight.sum().item())
+    if total <= 0:
         raise ValueError("sample_weight sums to 0 over all ranks: at least one row needs a positive weight")
-    return X, weight
+    if not prepared:
+        return prepare_data(X, weight, comm=comm, positive_total=False)
+    n_rows = int(comm.total(X.shape[0]))
+    if comm.any(given_data.n_total != n_rows):
+        raise ValueError(
+            f"a prepared Data should be made with prepare_data(..., comm=...) over every rank's rows "
+            f"({n_rows} in all): its mean and spread are those of all the rows"
+        )
+    return given_data
 
 
 def _with_weight(comm: ProcessGroupComm, X, sample_weight):
-    X = as_data(X)
+    """``(rows, weight, Data or None)`` of this rank, checked."""
+    if isinstance(X, Data):
+        if sample_weight is not None:
+            raise ValueError("sample_weight should be None with a prepared Data (it carries its weights)")
+        data, X, sample_weight = X, X.rows, X.weight
+    else:
+        data, X = None, as_data(X)
     if comm.device.type == "cuda" and X.device.type != "cuda":
         raise ValueError(f"the nccl backend needs the rows on a CUDA device, got X on {X.device}")
-    return X, check_sample_weight(sample_weight, X, positive_total=False)
+    return X, check_sample_weight(sample_weight, X, positive_total=False), data
 
 
 def _differs(entry: dict, first: dict, key: str) -> str | None:
@@ -138,14 +152,21 @@ def _agreed(comm, check, name: str) -> torch.Tensor:
     return checked
 
 
-def _check_n_clusters(comm, n_clusters, X, *, distinct: bool = True) -> int:
-    """:func:`~kmeans_limit.inference.validation.check_n_clusters` over the rows of all ranks."""
+def _check_n_clusters(comm, n_clusters, data: Data, *, distinct: bool = True) -> int:
+    """:func:`~kmeans_limit.inference.validation.check_n_clusters` over the rows of all ranks.
+
+    Only rows of positive weight count as distinct points.
+    """
     n_clusters = check_positive_int("n_clusters", n_clusters)
-    n_samples = int(comm.total(X.shape[0]))
+    n_samples = int(comm.total(data.n_samples))
     if n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} (over all ranks) should be >= n_clusters={n_clusters}")
     if not distinct:
         return n_clusters
+    X, which = data.rows, "distinct points"
+    if comm.any(data.weight is not None and not bool((data.weight > 0).all())):
+        which = "distinct points of positive sample_weight"
+        X = X if data.weight is None else X[data.weight > 0]
     head = torch.unique(X[: 2 * n_clusters + 16], dim=0)
     local = head if head.shape[0] >= n_clusters else torch.unique(X, dim=0)
     if comm.any(local.shape[0] >= n_clusters):
@@ -154,7 +175,7 @@ def _check_n_clusters(comm, n_clusters, X, *, distinct: bool = True) -> int:
     union = np.unique(np.concatenate(comm.gather_objects(local.cpu().numpy())), axis=0)
     if union.shape[0] < n_clusters:
         raise ValueError(
-            f"X has {union.shape[0]} distinct points over all ranks, fewer than n_clusters={n_clusters}; "
+            f"X has {union.shape[0]} {which} over all ranks, fewer than n_clusters={n_clusters}; "
             "use fewer clusters"
         )
     return n_clusters
@@ -167,8 +188,9 @@ def kmeans_plusplus(
 
     Parameters
     ----------
-    X : tensor of shape (n_rows, n_features)
-        This rank's rows.
+    X : tensor of shape (n_rows, n_features), or Data
+        This rank's rows, or a ``Data`` that ``prepare_data(rows, weights, comm=...)`` made of them
+        over every rank's rows.
     n_clusters, seed, sample_weight, n_local_trials
         As for the single-process function (``sample_weight`` of this rank's rows).
     group : ProcessGroup, optional
@@ -182,14 +204,14 @@ def kmeans_plusplus(
     """
     comm = _process_group(group)
     options = dict(n_clusters=n_clusters, seed=seed, n_local_trials=n_local_trials)
-    X, weight = _shard(comm, "kmeans_plusplus", X, sample_weight, options)
-    n_clusters = _check_n_clusters(comm, n_clusters, X)
+    data = _shard(comm, "kmeans_plusplus", X, sample_weight, options)
+    n_clusters = _check_n_clusters(comm, n_clusters, data)
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
     n_local_trials = check_positive_int("n_local_trials", n_local_trials)
-    generator = make_generator(seed, X.device)
-    with serial_if_small(X.shape[0] * n_local_trials * n_clusters * (X.shape[1] + 1)):
-        return kmeans_plusplus_core(X, n_clusters, weight, n_local_trials, generator, comm)
+    generator = make_generator(seed, data.device)
+    with serial_if_small(data.n_samples * n_local_trials * n_clusters * (data.n_features + 1)):
+        return kmeans_plusplus_core(data, n_clusters, n_local_trials, generator, comm)
 
 
 def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None, group=None) -> LloydResult:
@@ -197,8 +219,9 @@ def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None
 
     Parameters
     ----------
-    X : tensor of shape (n_rows, n_features)
-        This rank's rows.
+    X : tensor of shape (n_rows, n_features), or Data
+        This rank's rows, or a ``Data`` that ``prepare_data(rows, weights, comm=...)`` made of them
+        over every rank's rows.
     init : tensor of shape (n_clusters, n_features)
         The same on every rank.
     max_iter, tol, sample_weight
@@ -211,12 +234,12 @@ def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None
         ``labels`` of shape (n_rows,) are this rank's; the rest is the same on every rank.
     """
     comm = _process_group(group)
-    X, weight = _shard(comm, "lloyd", X, sample_weight, dict(max_iter=max_iter, tol=tol))
+    data = _shard(comm, "lloyd", X, sample_weight, dict(max_iter=max_iter, tol=tol))
     options = lloyd_options(max_iter, tol)
-    means = _agreed(comm, lambda: check_means(init, X.shape[1], like=X, name="init"), "init")
-    _check_n_clusters(comm, means.shape[0], X, distinct=False)
-    with serial_if_small(X.shape[0] * means.shape[0] * (X.shape[1] + 1)):
-        return lloyd_core(X, means, weight, comm=comm, **options)
+    means = _agreed(comm, lambda: check_means(init, data.n_features, name="init"), "init")
+    _check_n_clusters(comm, means.shape[0], data, distinct=False)
+    with serial_if_small(data.n_samples * means.shape[0] * (data.n_features + 1)):
+        return lloyd_core(data, means, comm=comm, **options)
 
 
 def em(
@@ -235,8 +258,9 @@ def em(
 
     Parameters
     ----------
-    X : tensor of shape (n_rows, n_features)
-        This rank's rows.
+    X : tensor of shape (n_rows, n_features), or Data
+        This rank's rows, or a ``Data`` that ``prepare_data(rows, weights, comm=...)`` made of them
+        over every rank's rows.
     init : tensor of shape (n_clusters, n_features)
         The same on every rank.
     sigma, weights, max_iter, tol, sample_weight, init_weights
@@ -250,14 +274,14 @@ def em(
     """
     comm = _process_group(group)
     given = dict(sigma=sigma, weights=weights, max_iter=max_iter, tol=tol)
-    X, weight = _shard(comm, "em", X, sample_weight, given)
+    data = _shard(comm, "em", X, sample_weight, given)
     sigma, options = em_options(sigma, weights, max_iter, tol)
-    means = _agreed(comm, lambda: check_means(init, X.shape[1], like=X, name="init"), "init")
-    n_clusters = _check_n_clusters(comm, means.shape[0], X, distinct=False)
+    means = _agreed(comm, lambda: check_means(init, data.n_features, name="init"), "init")
+    n_clusters = _check_n_clusters(comm, means.shape[0], data, distinct=False)
     log_weights = _agreed(
-        comm, lambda: initial_log_weights(init_weights, weights, n_clusters, X), "init_weights"
+        comm, lambda: initial_log_weights(init_weights, weights, n_clusters, data.rows), "init_weights"
     )
-    result = em_fit(X, means, log_weights, sigma, weight=weight, comm=comm, **options)
+    result = em_fit(data, means, log_weights, sigma, comm=comm, **options)
     return warn_unconverged(result, stacklevel=3)
 
 
@@ -280,8 +304,9 @@ def anneal(
 
     Parameters
     ----------
-    X : tensor of shape (n_rows, n_features)
-        This rank's rows.
+    X : tensor of shape (n_rows, n_features), or Data
+        This rank's rows, or a ``Data`` that ``prepare_data(rows, weights, comm=...)`` made of them
+        over every rank's rows.
     n_clusters, sigma_start, sigma_end, cooling, weights, seed, sample_weight, max_iter, tol, n_trials
         As for the single-process function, the same on every rank (``sample_weight`` of this
         rank's rows).
@@ -305,9 +330,9 @@ def anneal(
         tol=tol,
         n_trials=n_trials,
     )
-    X, weight = _shard(comm, "anneal", X, sample_weight, given)
+    data = _shard(comm, "anneal", X, sample_weight, given)
     options = anneal_options(sigma_start, sigma_end, cooling, weights, max_iter, tol, n_trials)
-    n_clusters = _check_n_clusters(comm, n_clusters, X)
-    generator = make_generator(seed, X.device)
-    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
-        return anneal_core(X, n_clusters, weight, generator, comm=comm, **options)
+    n_clusters = _check_n_clusters(comm, n_clusters, data)
+    generator = make_generator(seed, data.device)
+    with serial_if_small(data.n_samples * n_clusters * (data.n_features + 1)):
+        return anneal_core(data, n_clusters, generator, comm=comm, **options)

@@ -10,14 +10,13 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._comm import LOCAL, Comm
-from .kernels import SufficientStats, centred_copy, nearest_centroid, serial_if_small, sufficient_stats
+from .data import Data, prepare_data
+from .kernels import SufficientStats, nearest_centroid, serial_if_small, sufficient_stats
 from .validation import (
-    as_data,
     check_means,
     check_n_clusters,
     check_positive_int,
     check_real,
-    check_sample_weight,
     check_sigma,
     check_weights,
 )
@@ -87,9 +86,10 @@ def em(
 
     Parameters
     ----------
-    X : tensor of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or Data
+        The rows, or rows prepared by :func:`~kmeans_limit.inference.data.prepare_data`.
     init : tensor of shape (n_clusters, n_features)
-        Initial means.
+        Initial means, in the data's units.
     sigma : float > 0, optional
         Fixes σ (soft k-means at temperature T = 2σ²); ``None`` learns it, starting from
         ``σ² = J / (N·D)`` of the nearest-centroid assignment of ``init``.
@@ -99,6 +99,7 @@ def em(
     tol : float >= 0, default 1e-6
         Stop when the log-likelihood per unit of sample weight rises by at most this.
     sample_weight : tensor of shape (n_samples,), optional
+        Not with a prepared ``Data`` (it carries its weights).
     init_weights : tensor of shape (n_clusters,), optional
         Initial mixing weights (default 1/K); ignored with ``weights="equal"``.
 
@@ -119,13 +120,12 @@ def em(
     §9.2.2). Each step cannot lower the log-likelihood. With σ fixed this is soft k-means, whose
     σ → 0 limit is Lloyd's algorithm (PRML §9.3.2); a component whose weight reaches 0 keeps its mean.
     """
-    X = as_data(X)
-    means = check_means(init, X.shape[1], like=X, name="init")
-    n_clusters = check_n_clusters(means.shape[0], X, distinct=False)
+    data = prepare_data(X, sample_weight)
+    means = check_means(init, data.n_features, name="init")
+    n_clusters = check_n_clusters(means.shape[0], data.rows, distinct=False)
     sigma, options = em_options(sigma, weights, max_iter, tol)
-    log_weights = initial_log_weights(init_weights, weights, n_clusters, X)
-    weight = check_sample_weight(sample_weight, X)
-    return warn_unconverged(em_fit(X, means, log_weights, sigma, weight=weight, **options), stacklevel=3)
+    log_weights = initial_log_weights(init_weights, weights, n_clusters, data.rows)
+    return warn_unconverged(em_fit(data, means, log_weights, sigma, **options), stacklevel=3)
 
 
 def em_options(sigma, weights, max_iter, tol) -> tuple[float | None, dict]:
@@ -149,12 +149,11 @@ def warn_unconverged(result: EMResult, stacklevel: int = 2) -> EMResult:
 
 
 def em_fit(
-    X: torch.Tensor,
+    data: Data,
     means: torch.Tensor,
     log_weights: torch.Tensor,
     sigma: float | None,
     *,
-    weight: torch.Tensor | None,
     learn_weights: bool,
     max_iter: int,
     tol: float,
@@ -162,18 +161,19 @@ def em_fit(
 ) -> EMResult:
     """:func:`em` on validated inputs (``sigma=None`` learns σ), without the warning.
 
-    The data are centred first (on the mean over all of ``comm``'s rows): that makes
-    ``Q_k − ‖S_k‖²/N_k``, behind σ², accurate.
+    ``data`` holds this process's rows (prepared over every process of ``comm``); ``means`` are in
+    the data's units. EM runs on ``data.rows`` (centred when :func:`prepare_data` decided so, which
+    keeps ``Q_k − ‖S_k‖²/N_k``, behind σ², accurate far from the origin) and the means come back in
+    the data's units.
     """
-    offset = comm.sum_(X.sum(0))[0] / comm.total(X.shape[0])
-    X, means = centred_copy(X, offset), means - offset
+    X, weight, means = data.rows, data.weight, data.to_rows(means)
     learn_sigma = sigma is None
     if learn_sigma:
-        sigma = _initial_sigma(X, means, weight, comm)
+        sigma = _initial_sigma(X, means, weight, data.variance, comm)
     options = dict(learn_weights=learn_weights, learn_sigma=learn_sigma, max_iter=max_iter, tol=tol)
     with serial_if_small(X.shape[0] * means.shape[0] * (X.shape[1] + 1)):
         result = em_iterations(X, means, log_weights, sigma, weight=weight, comm=comm, **options)[0]
-    return result._replace(means=result.means + offset)
+    return result._replace(means=data.to_data(result.means))
 
 
 def initial_log_weights(init_weights, mode, n_clusters, X) -> torch.Tensor:
@@ -183,13 +183,12 @@ def initial_log_weights(init_weights, mode, n_clusters, X) -> torch.Tensor:
     return check_weights(init_weights, n_clusters, like=X).log()
 
 
-def _initial_sigma(X, means, weight, comm: Comm) -> float:
-    """σ from the nearest-centroid assignment, ``sqrt(J / (N·D))``, kept off 0 (``X`` centred)."""
+def _initial_sigma(X, means, weight, variance: float, comm: Comm) -> float:
+    """σ from the nearest-centroid assignment, ``sqrt(J / (N·D))``, kept off 0 (``variance``: the data's)."""
     sq_dist = nearest_centroid(X, means)[1]
     total = comm.total(X.shape[0] if weight is None else weight.sum().item())
     inertia = comm.total(sq_dist.sum().item() if weight is None else (sq_dist @ weight).item())
-    scale = comm.total(X.square().sum().item()) / (comm.total(X.shape[0]) * X.shape[1])
-    return math.sqrt(max(inertia / (total * X.shape[1]), 1e-6 * scale, torch.finfo(X.dtype).tiny))
+    return math.sqrt(max(inertia / (total * X.shape[1]), 1e-6 * variance, torch.finfo(X.dtype).tiny))
 
 
 def m_step(
@@ -235,7 +234,7 @@ def em_iterations(
     min_log_weight: float = -math.inf,
     comm: Comm = LOCAL,
 ) -> tuple[EMResult, SufficientStats]:
-    """EM iterations on centred, validated inputs; also the E-step statistics at the returned parameters.
+    """EM iterations on ``Data.rows`` (means in their frame); also the E-step statistics at the returned parameters.
 
     ``tol`` is per unit of sample weight. Returns an :class:`EMResult` without a warning: the caller
     decides what an unconverged run means.

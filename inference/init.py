@@ -7,14 +7,9 @@ import math
 import torch
 
 from ._comm import LOCAL, Comm
+from .data import Data, prepare_data
 from .kernels import chunk_rows, serial_if_small, squared_distances
-from .validation import (
-    as_data,
-    check_n_clusters,
-    check_positive_int,
-    check_sample_weight,
-    make_generator,
-)
+from .validation import check_n_clusters, check_positive_int, make_generator
 
 __all__ = ["kmeans_plusplus", "kmeans_plusplus_core"]
 
@@ -31,12 +26,14 @@ def kmeans_plusplus(
 
     Parameters
     ----------
-    X : tensor of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or Data
+        The rows, or rows prepared by :func:`~kmeans_limit.inference.data.prepare_data`.
     n_clusters : int
-        K, at most the number of distinct rows of ``X``.
+        K, at most the number of distinct rows of ``X`` of positive weight.
     seed : int, default 0
     sample_weight : tensor of shape (n_samples,), optional
-        Rows are drawn with probability proportional to ``w_n D(x_n)²``.
+        Rows are drawn with probability proportional to ``w_n D(x_n)²``; rows of weight 0 never.
+        Not with a prepared ``Data`` (it carries its weights).
     n_local_trials : int, optional
         Candidates drawn for each centroid after the first; the one that lowers the potential most is
         kept. Default ``2 + int(log K)``, scikit-learn's choice.
@@ -44,7 +41,14 @@ def kmeans_plusplus(
     Returns
     -------
     tensor of shape (n_clusters, n_features)
-        Rows of ``X``, in the data's dtype and on its device.
+        Distinct rows of ``X``, in the data's dtype and on its device (``Data.to_data`` of the
+        picked centred rows when the data were centred: ``X``'s rows to rounding).
+
+    Raises
+    ------
+    ValueError
+        For bad input, naming the value; when ``X`` has fewer than ``n_clusters`` distinct rows of
+        positive weight.
 
     Notes
     -----
@@ -54,17 +58,14 @@ def kmeans_plusplus(
     "k-means++: the advantages of careful seeding", SODA 2007; the greedy variant is scikit-learn's
     ``_kmeans_plusplus``). Distances are computed a chunk of rows at a time.
     """
-    X = as_data(X)
-    n_clusters = check_n_clusters(n_clusters, X)
-    weight = check_sample_weight(sample_weight, X)
+    data = prepare_data(X, sample_weight)
+    n_clusters = check_n_clusters(n_clusters, data.rows, weight=data.weight)
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
     n_local_trials = check_positive_int("n_local_trials", n_local_trials)
-    if weight is None:
-        weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
-    generator = make_generator(seed, X.device)
-    with serial_if_small(X.shape[0] * n_local_trials * n_clusters * (X.shape[1] + 1)):
-        return kmeans_plusplus_core(X, n_clusters, weight, n_local_trials, generator)
+    generator = make_generator(seed, data.device)
+    with serial_if_small(data.n_samples * n_local_trials * n_clusters * (data.n_features + 1)):
+        return kmeans_plusplus_core(data, n_clusters, n_local_trials, generator)
 
 
 def _draw_rows(X, cumulative: torch.Tensor, n_draws: int, generator: torch.Generator, comm: Comm):
@@ -97,9 +98,8 @@ def _distances_to(X, centre) -> torch.Tensor:
 
 
 def kmeans_plusplus_core(
-    X: torch.Tensor,
+    data: Data,
     n_clusters: int,
-    weight: torch.Tensor,
     n_local_trials: int,
     generator: torch.Generator,
     comm: Comm = LOCAL,
@@ -108,9 +108,9 @@ def kmeans_plusplus_core(
 
     Parameters
     ----------
-    X : tensor of shape (n_samples, n_features)
+    data : Data
+        This process's rows (prepared over every process of ``comm``).
     n_clusters : int
-    weight : tensor of shape (n_samples,)
     n_local_trials : int
     generator : torch.Generator
         On the data's device (the same seed in every process).
@@ -120,7 +120,9 @@ def kmeans_plusplus_core(
     Returns
     -------
     tensor of shape (n_clusters, n_features)
+        In the data's units.
     """
+    X, weight = data.rows, data.weights_or_ones()
     centres = X.new_empty(n_clusters, X.shape[1])
     centres[0] = _draw_rows(X, torch.cumsum(weight.double(), 0), 1, generator, comm)[0]
     closest = _distances_to(X, centres[0])
@@ -132,4 +134,4 @@ def kmeans_plusplus_core(
         potentials = comm.sum_(_potentials(X, weight, closest, candidates))[0]
         centres[k] = candidates[potentials.argmin()]
         torch.minimum(closest, _distances_to(X, centres[k]), out=closest)
-    return centres
+    return data.to_data(centres)

@@ -27,6 +27,7 @@ __all__ = [
     "chunk_entries",
     "chunk_rows",
     "cpu_threads",
+    "hard_labels",
     "hard_temperature",
     "log_responsibilities",
     "nearest_centroid",
@@ -154,10 +155,16 @@ def squared_distances(
 
 
 def hard_temperature(sigma: float, dtype: torch.dtype) -> bool:
-    """Whether σ is 0 or so small that 1/(2σ²) overflows ``dtype``: the k-means limit itself."""
+    """Whether σ is 0 or so small that ``2β = 1/σ²`` overflows ``dtype``: the k-means limit itself.
+
+    The logits are the scores times ``2β`` (:func:`_tempered`), so that product, not β, must stay
+    finite: with β in ``[max/2, max)`` it does not, and ``0 · inf`` would make the responsibilities
+    NaN. A σ whose square underflows to 0 is the limit too.
+    """
     if sigma == 0:
         return True
-    return 1.0 / (2.0 * sigma * sigma) >= torch.finfo(dtype).max
+    sigma_sq = sigma * sigma
+    return sigma_sq == 0.0 or 1.0 / sigma_sq >= torch.finfo(dtype).max
 
 
 def log_responsibilities(
@@ -175,8 +182,9 @@ def log_responsibilities(
     log_weights : tensor of shape (n_clusters,)
         May hold ``-inf`` for components of weight 0.
     sigma : float >= 0
-        At σ = 0 (or a σ whose 1/(2σ²) overflows the dtype) the responsibilities are one-hot at the
-        nearest centroid (first index on ties) and the log-densities are ``-inf`` off the centroids.
+        At σ = 0 (or a σ whose 1/σ² overflows the dtype) the responsibilities are their σ → 0
+        limit: one-hot at the nearest centroid among the components of positive weight (first index
+        on ties), and the log-densities are ``-inf`` off the centroids.
 
     Returns
     -------
@@ -184,11 +192,35 @@ def log_responsibilities(
     log_density : tensor of shape (n_rows,)
     """
     if hard_temperature(sigma, X.dtype):
-        labels = squared_distances(X, means).argmin(-1)
+        labels = hard_labels(X, means, log_weights)
         log_gamma = X.new_full((X.shape[0], means.shape[0]), -math.inf).scatter_(-1, labels[:, None], 0.0)
         return log_gamma, X.new_full((X.shape[0],), -math.inf)
     tempered = _tempered(X, means, log_weights, sigma)
     return tempered.logits.sub_(tempered.lse), tempered.log_density
+
+
+def hard_labels(X: torch.Tensor, means: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
+    """The σ → 0 limit of the responsibilities: the nearest centroid among components of positive weight.
+
+    ``γ_nk ∝ π_k exp(−d2_nk / 2σ²)``: as σ → 0 the nearest component wins whatever its (positive)
+    weight, and a component of weight 0 gets nothing at any σ. First index on ties.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_rows, n_features)
+    means : tensor of shape (n_clusters, n_features)
+    log_weights : tensor of shape (n_clusters,)
+        ``-inf`` marks a component of weight 0 (at least one entry finite).
+
+    Returns
+    -------
+    long tensor of shape (n_rows,)
+    """
+    d2 = squared_distances(X, means)
+    absent = torch.isneginf(log_weights)
+    if absent.any():
+        d2.masked_fill_(absent, math.inf)
+    return d2.argmin(-1)
 
 
 class _Tempered(NamedTuple):

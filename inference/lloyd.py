@@ -9,17 +9,19 @@ import torch
 
 from . import _fused
 from ._comm import LOCAL, Comm
-from .kernels import centred_copy, chunk_rows, cpu_threads, serial_if_small
-from .validation import (
-    as_data,
-    check_means,
-    check_n_clusters,
-    check_positive_int,
-    check_real,
-    check_sample_weight,
-)
+from .data import Data, prepare_data
+from .kernels import chunk_rows, cpu_threads, serial_if_small
+from .validation import check_means, check_n_clusters, check_positive_int, check_real
 
-__all__ = ["LloydResult", "lloyd", "lloyd_core", "lloyd_options", "assign_labels", "labelled_sq_distances"]
+__all__ = [
+    "LloydResult",
+    "assign_labels",
+    "labelled_sq_distances",
+    "lloyd",
+    "lloyd_core",
+    "lloyd_options",
+    "lloyd_rows",
+]
 
 
 class LloydResult(NamedTuple):
@@ -51,14 +53,18 @@ def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None
 
     Parameters
     ----------
-    X : tensor of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or Data
+        The rows, or rows prepared by :func:`~kmeans_limit.inference.data.prepare_data`.
     init : tensor of shape (n_clusters, n_features)
-        Initial centroids.
+        Initial centroids, in the data's units. More centroids than distinct rows are allowed (the
+        surplus ones end on top of others).
     max_iter : int, default 300
     tol : float >= 0, default 1e-4
         Relative tolerance: stop when ``Σ_k ‖μ_k^new − μ_k^old‖² <= tol · mean_j Var(X_j)``
-        (scikit-learn's rule; ``tol=0`` stops only when the labels repeat).
+        (scikit-learn's rule, with the unweighted variance ``Data.variance``; ``tol=0`` stops only
+        when the labels repeat).
     sample_weight : tensor of shape (n_samples,), optional
+        Not with a prepared ``Data`` (it carries its weights).
 
     Returns
     -------
@@ -68,20 +74,22 @@ def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None
     -----
     Each iteration assigns every row to its nearest centroid and moves each centroid to the weighted
     mean of its rows: EM for the spherical mixture at σ = 0, where the responsibilities are one-hot
-    (Bishop, PRML §9.3.2). A centroid left with no rows is moved onto the rows farthest from their
-    centroids, as scikit-learn's ``_relocate_empty_clusters_dense``. Like scikit-learn, the data are
-    centred first (for accurate distances), and when the loop ends on the tolerance rather than on
-    repeated labels the labels are recomputed from the final centroids. From the same initial
-    centroids this returns scikit-learn's centroids, labels, inertia and ``n_iter_``
-    (Lloyd, "Least squares quantization in PCM", IEEE Trans. Inf. Theory 28(2), 1982).
+    (Bishop, PRML §9.3.2). A centroid left with no rows is moved onto the rows of positive weight
+    farthest from their centroids, as scikit-learn's ``_relocate_empty_clusters_dense`` (which also
+    takes rows of weight 0, and then puts the centroid at the origin); when no row is left to take,
+    it is parked on the heaviest centroid. The rows are centred or not as
+    :func:`~kmeans_limit.inference.data.prepare_data` decides (scikit-learn always centres; the
+    results agree to rounding), and when the loop ends on the tolerance rather than on repeated
+    labels the labels are recomputed from the final centroids. From the same initial centroids this
+    returns scikit-learn's centroids, labels, inertia and ``n_iter_`` (Lloyd, "Least squares
+    quantization in PCM", IEEE Trans. Inf. Theory 28(2), 1982).
     """
-    X = as_data(X)
-    means = check_means(init, X.shape[1], like=X, name="init")
-    check_n_clusters(means.shape[0], X, distinct=False)
-    weight = check_sample_weight(sample_weight, X)
+    data = prepare_data(X, sample_weight)
+    means = check_means(init, data.n_features, name="init")
+    check_n_clusters(means.shape[0], data.rows, distinct=False)
     options = lloyd_options(max_iter, tol)
-    with serial_if_small(X.shape[0] * means.shape[0] * (X.shape[1] + 1)):
-        return lloyd_core(X, means, weight, **options)
+    with serial_if_small(data.n_samples * means.shape[0] * (data.n_features + 1)):
+        return lloyd_core(data, means, **options)
 
 
 def lloyd_options(max_iter, tol) -> dict:
@@ -158,17 +166,21 @@ def labelled_sq_distances(X: torch.Tensor, means: torch.Tensor, labels: torch.Te
 def _relocate_empty(X, weight, old_means, labels, sums, counts, comm: Comm = LOCAL) -> None:
     """Move empty centroids onto the rows farthest from their centroids (in place on sums, counts).
 
-    ``sums`` and ``counts`` are over all of ``comm``'s rows; the farthest rows are too.
+    ``sums`` and ``counts`` are over all of ``comm``'s rows; the farthest rows are too. Rows of
+    weight 0 are never taken: a centroid moved onto one would still hold no weight.
     """
     empty = torch.nonzero(counts == 0).flatten()
     if empty.numel() == 0:
         return
     distances = labelled_sq_distances(X, old_means, labels)
-    if comm.maximum(distances.max().item()) == 0:  # more centroids than distinct rows: nothing to move
+    distances = torch.where(weight > 0, distances, -1.0)  # below every row of positive weight
+    if comm.maximum(distances.max().item()) <= 0:  # more centroids than distinct rows: nothing to move
         return
     # The same farthest rows, in the same order, as scikit-learn picks them.
     rows, row_weights, row_labels = comm.farthest(distances, empty.numel(), X, weight, labels)
     for new, x, w, old in zip(empty.tolist(), rows, row_weights, row_labels.tolist(), strict=True):
+        if w <= 0:  # fewer rows of positive weight than empty centroids
+            break
         sums[old] -= x * w
         sums[new] = x * w
         counts[new] = w
@@ -200,46 +212,64 @@ def _update(X, weight, labels, old_means, sums, counts, comm: Comm = LOCAL) -> t
     filled = counts > 0
     means = sums / torch.where(filled, counts, 1.0)[:, None]
     if not filled.all():  # relocation impossible: park the centroid on the heaviest cluster
-        means[~filled] = means[counts.argmax()]
+        means[~filled] = means[counts.argmax()].clone()  # a copy: the row is read and written at once
     return means
 
 
 def lloyd_core(
-    X: torch.Tensor,
-    means: torch.Tensor,
-    weight: torch.Tensor | None,
-    *,
-    max_iter: int,
-    tol: float,
-    centred: bool = False,
-    comm: Comm = LOCAL,
+    data: Data, means: torch.Tensor, *, max_iter: int, tol: float, comm: Comm = LOCAL
 ) -> LloydResult:
     """Lloyd's algorithm on validated inputs; see :func:`lloyd`.
 
     Parameters
     ----------
-    X : tensor of shape (n_samples, n_features)
+    data : Data
+        The rows (prepared over every process of ``comm``).
     means : tensor of shape (n_clusters, n_features)
-    weight : tensor of shape (n_samples,) or None
+        Initial centroids, in the data's units (moved to the rows' frame here).
     max_iter : int
     tol : float
-        Relative tolerance (scaled here by the mean feature variance of ``X``).
-    centred : bool, default False
-        ``X`` has (about) zero column means already: skip the centring copy.
+        Relative tolerance (scaled here by ``data.variance``, the unweighted mean feature variance).
     comm : Comm, default LOCAL
         Where the other rows are (every sum over rows goes through it).
 
     Returns
     -------
     LloydResult
+        Centroids in the data's units.
     """
-    n_samples = comm.total(X.shape[0])
-    offset = X.new_zeros(X.shape[1]) if centred else comm.sum_(X.sum(0))[0] / n_samples
-    if not centred:
-        X = centred_copy(X, offset)  # centred, as scikit-learn does, for accurate distances
-    means = means - offset
-    if tol > 0:  # mean_j Var(X_j) = Σ_n ‖x_n − x̄‖² / (N·D): one reduction
-        tol *= comm.total(torch.linalg.vector_norm(X).square().item()) / (n_samples * X.shape[1])
+    result = lloyd_rows(
+        data.rows, data.to_rows(means), data.weight, max_iter=max_iter, tol=tol * data.variance, comm=comm
+    )
+    return result._replace(means=data.to_data(result.means))
+
+
+def lloyd_rows(
+    X: torch.Tensor,
+    means: torch.Tensor,
+    weight: torch.Tensor | None,
+    *,
+    max_iter: int,
+    tol: float,
+    comm: Comm = LOCAL,
+) -> LloydResult:
+    """Lloyd's algorithm in the rows' own frame (``Data.rows``; centroids and results in that frame).
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features)
+        ``Data.rows``.
+    means : tensor of shape (n_clusters, n_features)
+    weight : tensor of shape (n_samples,) or None
+    max_iter : int
+    tol : float
+        Absolute: stop when ``Σ_k ‖μ_k^new − μ_k^old‖² <= tol``.
+    comm : Comm, default LOCAL
+
+    Returns
+    -------
+    LloydResult
+    """
     unweighted = weight is None
     if unweighted:
         weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
@@ -259,4 +289,4 @@ def lloyd_core(
     if not strict:  # the labels of the final centroids, as scikit-learn's last E step
         labels = _argmin_rows(X, means)
     inertia = comm.total((labelled_sq_distances(X, means, labels) @ weight).item())
-    return LloydResult(means + offset, labels, inertia, n_iter, converged)
+    return LloydResult(means, labels, inertia, n_iter, converged)

@@ -110,10 +110,14 @@ def as_data(X, name: str = "X") -> torch.Tensor:
     return tensor
 
 
-def check_n_clusters(n_clusters, X: torch.Tensor | None = None, *, distinct: bool = True) -> int:
+def check_n_clusters(
+    n_clusters, X: torch.Tensor | None = None, *, distinct: bool = True, weight: torch.Tensor | None = None
+) -> int:
     """``n_clusters`` as an int >= 1, no larger than the number of (distinct, with ``distinct``) rows of ``X``.
 
     ``distinct=False`` skips the O(N log N) count of distinct rows and only compares with n_samples.
+    With ``weight`` (shape (n_samples,)) only the rows of positive weight count as distinct points:
+    a centroid can only be seeded on, or split off onto, rows that carry weight.
     """
     n_clusters = check_positive_int("n_clusters", n_clusters)
     if X is not None:
@@ -121,13 +125,16 @@ def check_n_clusters(n_clusters, X: torch.Tensor | None = None, *, distinct: boo
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}")
         if not distinct:
             return n_clusters
+        which = "distinct points"
+        if weight is not None and not bool((weight > 0).all()):
+            X, which = X[weight > 0], "distinct points of positive sample_weight"
         head = X[: 2 * n_clusters + 16]  # usually enough distinct rows already; a full count is slow
         if head.shape[0] < X.shape[0] and torch.unique(head, dim=0).shape[0] >= n_clusters:
             return n_clusters
         n_distinct = torch.unique(X, dim=0).shape[0]
         if n_distinct < n_clusters:
             raise ValueError(
-                f"X has {n_distinct} distinct points, fewer than n_clusters={n_clusters}; use fewer clusters"
+                f"X has {n_distinct} {which}, fewer than n_clusters={n_clusters}; use fewer clusters"
             )
     return n_clusters
 

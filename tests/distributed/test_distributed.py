@@ -14,7 +14,15 @@ from kmeans_limit.inference import anneal, distributed, em, kmeans_plusplus, llo
 
 WORKER = Path(__file__).with_name("worker.py")
 sys.path.insert(0, str(WORKER.parent))
-from worker import SPLIT, far_init, shared_data  # noqa: E402
+from worker import (  # noqa: E402
+    SPLIT,
+    far_init,
+    outlier_weight,
+    shared_data,
+    surplus_init,
+    surplus_rows,
+    with_outlier,
+)
 
 #: Seconds a two-process case may take before the test kills it.
 BOUND = 180
@@ -93,6 +101,20 @@ def test_lloyd_relocates_an_empty_cluster_onto_the_farthest_row_of_any_rank(fits
     assert (torch.bincount(single.labels, minlength=4) > 0).all()
 
 
+def test_lloyd_with_more_centroids_than_distinct_rows_over_all_ranks(fits):
+    single = lloyd(surplus_rows(), surplus_init())
+    assert_same({"lloyd_surplus": single._asdict()}, fits)
+    assert single.inertia == 0.0 and single.converged
+
+
+def test_lloyd_and_anneal_never_take_a_row_of_weight_zero(fits, data):
+    X, weight = with_outlier(data[0]), outlier_weight()
+    single = lloyd(X, far_init(kmeans_plusplus(data[0], 4, seed=3)), sample_weight=weight)
+    assert_same({"lloyd_outlier": single._asdict()}, fits)
+    assert (torch.bincount(single.labels[weight > 0], minlength=4) > 0).all()
+    assert_same({"anneal_outlier": _record(anneal(X, 4, sample_weight=weight))}, fits)
+
+
 def test_em_equals_single_process(fits, data):
     X = data[0]
     init = kmeans_plusplus(X, 4, seed=3)
@@ -142,7 +164,12 @@ def errors(tmp_path_factory) -> list[dict]:
         ("options", r"rank 1: options .*'cooling': '0.8'.* differ from rank 0's .*'cooling': '0.9'"),
         ("init", r"init differ between ranks"),
         ("distinct", r"X has 2 distinct points over all ranks, fewer than n_clusters=3"),
+        ("distinct_weighted", r"X has 2 distinct points of positive sample_weight over all ranks"),
         ("nan", r"rank 1: X holds NaN or inf"),
+        (
+            "local_data",
+            r"a prepared Data should be made with prepare_data\(\.\.\., comm=\.\.\.\) over every rank's rows \(600 in all\)",
+        ),
         ("weight_zero", r"sample_weight sums to 0 over all ranks"),
     ],
 )

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from kmeans_limit.inference import distributed
+from kmeans_limit.inference.data import prepare_data
 
 #: Rows of each rank: uneven on purpose.
 SPLIT = 0.6
@@ -50,7 +51,42 @@ def fit(rank: int) -> dict:
         "anneal": _anneal_record(distributed.anneal(X, 4)),
         "anneal_weighted": _anneal_record(distributed.anneal(X, 6, sample_weight=weight, seed=5)),
         "anneal_hard_splits": _anneal_record(distributed.anneal(X, 12, sigma_end=0.9)),
+        "lloyd_surplus": distributed.lloyd(shard(surplus_rows(), rank), surplus_init())._asdict(),
+        "lloyd_outlier": distributed.lloyd(
+            shard(with_outlier(shared_data()[0]), rank),
+            far_init(init),
+            sample_weight=shard(outlier_weight(), rank),
+        )._asdict(),
+        "anneal_outlier": _anneal_record(
+            distributed.anneal(
+                shard(with_outlier(shared_data()[0]), rank), 4, sample_weight=shard(outlier_weight(), rank)
+            )
+        ),
     }
+
+
+def surplus_rows() -> torch.Tensor:
+    """Ten rows, two distinct points (one on each rank's shard)."""
+    return torch.tensor([[0.0, 0.0, 0.0]] * 6 + [[1.0, 0.0, 0.0]] * 4, dtype=torch.float64)
+
+
+def surplus_init() -> torch.Tensor:
+    """Three centroids for the two points of ``surplus_rows``."""
+    return torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [5.0, 5.0, 5.0]], dtype=torch.float64)
+
+
+def with_outlier(X: torch.Tensor) -> torch.Tensor:
+    """``X`` with its last row (on rank 1) moved far away: the farthest row from every centroid."""
+    X = X.clone()
+    X[-1] = 50.0
+    return X
+
+
+def outlier_weight() -> torch.Tensor:
+    """Weights of ``with_outlier``'s rows: the outlier's is 0."""
+    weight = shared_data()[1].clone()
+    weight[-1] = 0.0
+    return weight
 
 
 def far_init(init: torch.Tensor) -> torch.Tensor:
@@ -85,7 +121,15 @@ def errors(rank: int) -> dict:
         "options": _error(lambda: distributed.anneal(X, 3, cooling=0.9 if rank == 0 else 0.8)),
         "init": _error(lambda: distributed.lloyd(X, init)),
         "distinct": _error(lambda: distributed.anneal(torch.ones(5, 3, dtype=torch.float64) * rank, 3)),
+        "distinct_weighted": _error(
+            lambda: distributed.kmeans_plusplus(
+                torch.arange(15.0, dtype=torch.float64).reshape(5, 3) + 100 * rank,
+                3,
+                sample_weight=torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64),
+            )
+        ),
         "nan": _error(lambda: distributed.em(X if rank == 0 else X * torch.nan, good_init)),
+        "local_data": _error(lambda: distributed.lloyd(prepare_data(X), good_init)),
         "weight_zero": _error(lambda: distributed.lloyd(X, good_init, sample_weight=torch.zeros(X.shape[0]))),
         "after": distributed.lloyd(X, X[:2].clone() * 0.0 + torch.tensor([[0.0], [2.0]]), tol=0.0).inertia,
     }
