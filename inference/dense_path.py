@@ -15,9 +15,10 @@ from typing import NamedTuple
 import torch
 
 from .data import prepare_data
-from .em import check_weights_mode, m_step
+from .em import check_weights_mode
 from .kernels import SufficientStats, nearest_centroid, serial_if_small, sufficient_stats
 from .lloyd import lloyd
+from .squarem import fixed_sigma_em
 from .validation import check_n_clusters, check_positive_int, check_real
 
 __all__ = ["DensePath", "dense_path"]
@@ -236,69 +237,33 @@ class _Walker:
         self.parents, self.births, self.split_sigma, self.critical = [-1], [0], [], []
         self.levels: list[_Level] = []
 
-    def stats(self, sigma: float, scatter: bool = False, theta=None) -> SufficientStats:
-        """The E step at σ, at ``theta = (means, log_weights)`` (default: the current ones)."""
-        means, log_weights = (self.means, self.log_weights) if theta is None else theta
+    def stats(self, sigma: float, scatter: bool = False) -> SufficientStats:
+        """The E step at σ at the current centroids."""
         return sufficient_stats(
-            self.data.rows, means, log_weights, sigma, sample_weight=self.weight, scatter=scatter
+            self.data.rows, self.means, self.log_weights, sigma, sample_weight=self.weight, scatter=scatter
         )
 
     def equilibrate(self, sigma: float, watch: bool = False) -> tuple[SufficientStats, int, bool]:
-        """EM at fixed σ from the current centroids until one EM step moves no centroid by more than ``tol``.
+        """EM at fixed σ from the current centroids to its fixed point (:func:`fixed_sigma_em`).
 
-        Accelerated by SQUAREM (Varadhan & Roland, Scand. J. Statist. 35(2), 2008): two EM steps
-        give a direction, a step along it is taken and stabilized by one more EM step, and kept
-        only when it does not lower the log-likelihood below the second EM step's. Just below a
-        transition plain EM converges at a rate close to 1 (critical slowing down); SQUAREM cuts
-        those thousands of steps to tens. The stopping rule is on one plain EM step.
-
-        With ``watch``, EM stops early (unconverged) when two centroids come within ``COLLAPSED · σ``
-        of each other: a split that had no instability to grow from, to be undone.
+        With ``watch``, EM stops early when two centroids come within ``COLLAPSED · σ`` of each
+        other: a split that had no instability to grow from, to be undone.
         """
-        theta, stats, n_iter = (self.means, self.log_weights), self.stats(sigma), 0
-        while n_iter < self.max_iter:
-            one, stats_one = self._em_step(stats, theta, sigma)
-            n_iter += 1
-            if _shift(one, theta) <= self.tol:
-                self.means, self.log_weights = one
-                return stats_one, n_iter, True
-            two, stats_two = self._em_step(stats_one, one, sigma)
-            n_iter += 1
-            if _shift(two, one) <= self.tol:
-                self.means, self.log_weights = two
-                return stats_two, n_iter, True
-            alpha = _step_length(theta, one, two)
-            while alpha < -1.0 and n_iter < self.max_iter:  # backtrack towards α = −1 (plain EM)
-                jump = self._extrapolate(theta, one, two, alpha)
-                jumped, stats_jumped = self._em_step(self.stats(sigma, theta=jump), jump, sigma)
-                n_iter += 1
-                if stats_jumped.log_likelihood >= stats.log_likelihood:
-                    two, stats_two = jumped, stats_jumped
-                    break
-                alpha = 0.5 * (alpha - 1.0)
-            theta, stats = two, stats_two
-            if watch and _closest_pair(theta[0]) < COLLAPSED * sigma:
-                break
-        self.means, self.log_weights = theta
-        return stats, n_iter, False
-
-    def _em_step(self, stats, theta, sigma):
-        """One M step from ``stats`` (the E step at ``theta``), and the E step at its result."""
-        means, log_weights, _ = m_step(
-            stats, theta[0], learn_weights=self.learn_weights, learn_sigma=False, sigma=sigma
+        stop = (lambda means: _closest_pair(means) < COLLAPSED * sigma) if watch else None
+        fit = fixed_sigma_em(
+            self.data.rows,
+            self.means,
+            self.log_weights,
+            sigma,
+            weight=self.weight,
+            learn_weights=self.learn_weights,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            min_log_weight=self.min_log_weight,
+            stop=stop,
         )
-        new = (means, log_weights.clamp_min(self.min_log_weight))
-        return new, self.stats(sigma, theta=new)
-
-    def _extrapolate(self, theta, one, two, alpha: float):
-        """SQUAREM's point ``θ0 − 2αr + α²v`` (``r = θ1 − θ0``, ``v = θ2 − 2θ1 + θ0``), weights renormalized."""
-        means, log_weights = (
-            a - 2.0 * alpha * (b - a) + alpha * alpha * (c - 2.0 * b + a)
-            for a, b, c in zip(theta, one, two, strict=True)
-        )
-        if not self.learn_weights:
-            return means, theta[1]
-        return means, (log_weights - torch.logsumexp(log_weights, 0)).clamp_min(self.min_log_weight)
+        self.means, self.log_weights = fit.means, fit.log_weights
+        return fit.stats, fit.n_iter, fit.converged
 
     def unstable(self, sigma: float) -> list[tuple[float, int, torch.Tensor]]:
         """``(λ_k, k, u_k)`` of the clusters with ``σ² < λ_k``, most unstable first."""
@@ -431,28 +396,12 @@ class _Walker:
         return means, weights
 
 
-def _step_length(theta, one, two) -> float:
-    """SQUAREM's ``α = −‖r‖/‖v‖``, at most −1 (−1 when ``v`` vanishes: no extrapolation)."""
-    r = math.sqrt(sum((b - a).square().sum().item() for a, b in zip(theta, one, strict=True)))
-    v = math.sqrt(
-        sum((c - 2.0 * b + a).square().sum().item() for a, b, c in zip(theta, one, two, strict=True))
-    )
-    return min(-r / v, -1.0) if v > 0 and math.isfinite(r / v) else -1.0
-
-
-def _closest_pair(means: torch.Tensor) -> float:
-    """The smallest distance between two centroids (inf for one)."""
-    if means.shape[0] < 2:
-        return math.inf
-    return torch.pdist(means).min().item()
-
-
-def _shift(new, old) -> float:
-    """The largest distance a centroid moved between two ``(means, log_weights)``."""
-    return (new[0] - old[0]).norm(dim=1).max().item()
-
-
 def _n_distinct(means: torch.Tensor, sigma: float) -> int:
     """Centroids more than 1% of σ from every earlier one."""
     gaps = torch.cdist(means, means).fill_diagonal_(math.inf)
     return means.shape[0] - int((gaps <= 0.01 * sigma).triu().any(0).sum())
+
+
+def _closest_pair(means: torch.Tensor) -> float:
+    """The smallest distance between two centroids (inf for one)."""
+    return torch.pdist(means).min().item() if means.shape[0] > 1 else math.inf
