@@ -29,7 +29,8 @@ UI_JS = r"""
   function extent(values, pad) {
     var lo = Infinity, hi = -Infinity;
     values.forEach(function (v) { if (isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } });
-    if (!(hi > lo)) { lo -= 1; hi += 1; }
+    var mag = Math.max(Math.abs(lo), Math.abs(hi));
+    if (!(hi - lo > 1e-9 * mag)) { var half = mag > 0 ? 0.1 * mag : 1; lo -= half; hi += half; }  // one value
     var p = (hi - lo) * (pad || 0.05);
     return [lo - p, hi + p];
   }
@@ -38,7 +39,11 @@ UI_JS = r"""
     var step = Math.pow(10, Math.floor(Math.log10((hi - lo) / n)));
     [1, 2, 5, 10].some(function (m) { if ((hi - lo) / (step * m) <= n) { step *= m; return true; } return false; });
     var out = [];
-    for (var v = Math.ceil(lo / step) * step; v <= hi + 1e-12 * step; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+    var first = Math.ceil(lo / step);
+    for (var i = 0; i <= 2 * n + 2 && (first + i) * step <= hi + 1e-12 * step; i++) {
+      var v = (first + i) * step;
+      out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+    }
     return out;
   }
 

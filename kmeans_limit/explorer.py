@@ -111,7 +111,7 @@ def _column_index(column, names: list) -> int:
     raise ValueError(f"column {column!r} should be one of {names} or an index in [0, {len(names)})")
 
 
-def _math_basis(means: torch.Tensor, centre: torch.Tensor) -> torch.Tensor | None:
+def _math_basis(means: torch.Tensor, centre: torch.Tensor, spread: float) -> torch.Tensor | None:
     """An orthonormal basis (D, r) of the span of every recorded centroid about ``centre``, when r < D.
 
     The distances of a row to centroids in that affine span differ from those of its coordinates in
@@ -120,7 +120,8 @@ def _math_basis(means: torch.Tensor, centre: torch.Tensor) -> torch.Tensor | Non
     """
     flat = means.reshape(-1, means.shape[-1]).double() - centre
     _, values, vh = torch.linalg.svd(flat, full_matrices=False)
-    rank = int((values > 1e-12 * max(values.max().item(), 1e-300)).sum())
+    # Singular values of pure rounding are about ε √(L·K) times the data's spread: 1e-12 of it is signal.
+    rank = int((values > 1e-12 * math.sqrt(flat.shape[0]) * max(spread, 1e-300)).sum())
     return vh[: max(rank, 1)].T.contiguous() if rank < means.shape[-1] else None
 
 
@@ -197,7 +198,7 @@ def explorer_data(
     projection, axis_names = _drawing_axes(X, centre, columns, feature_names)
     means = torch.cat([record.means.double(), record.final_means.double()[None]])  # (L + 1, K, D)
     weights = torch.cat([record.weights.double(), record.final_weights.double()[None]])
-    basis = _math_basis(means, centre)
+    basis = _math_basis(means, centre, math.sqrt(max(_total_variance(X, None), 0.0)))
     rows = X[drawn].double() - centre
     to_math = (lambda v: v @ basis) if basis is not None else (lambda v: v)
     draw_xy = (X[drawn].double() - centre) @ projection + centre @ projection
@@ -346,6 +347,8 @@ def write_explorer(
     """
     X = as_data(X)
     check_n_clusters(n_clusters, X)
+    if Path(out).is_dir():
+        raise ValueError(f"out={str(out)!r} is a directory; give the path of the HTML file to write")
     record = dense_path(X, n_clusters, cooling=cooling, weights=weights, sample_weight=sample_weight)
     data = explorer_data(
         X,

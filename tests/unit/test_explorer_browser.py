@@ -145,3 +145,22 @@ def test_a_screenshot_is_written(page, tmp_path):
     )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+@pytest.mark.parametrize("case", ["one feature", "one cluster", "subsampled"])
+def test_edge_pages_load_cleanly_and_say_what_they_draw(tmp_path, case):
+    generator = torch.Generator().manual_seed(1)
+    X = torch.randn(60, 1 if case == "one feature" else 3, generator=generator, dtype=torch.float64)
+    X[:30] += 4.0
+    written = write_explorer(
+        tmp_path / "edge.html",
+        X,
+        1 if case == "one cluster" else 2,
+        cooling=0.85,
+        max_points=25 if case == "subsampled" else 5000,
+    )
+    dom = _dump(written, "#sigma=0")
+    state = _element(dom, "kml-state")
+    assert len(state["labels"]) == written.data["meta"]["n_drawn"]
+    subtitle = html.unescape(re.search(r'<p id="subtitle">(.*?)</p>', dom, re.S).group(1))
+    assert ("random subsample of 25 of the 60 points" in subtitle) == (case == "subsampled")
