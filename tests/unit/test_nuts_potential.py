@@ -10,6 +10,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.ops.integrator import potential_grad
 
 from kmeans_limit.inference import pyro_samplers as samplers
+from kmeans_limit.inference.data import prepare_data
 from kmeans_limit.inference.kernels import serial_if_small
 from kmeans_limit.models import Priors
 
@@ -62,7 +63,11 @@ def test_the_potential_in_chunks_equals_one_pass(X):
 
 
 def test_float32_data_give_a_float32_potential_close_to_float64():
-    """Far from the origin at small σ: without centring, float32 loses the potential to cancellation."""
+    """Far from the origin at small σ: the potential runs on the rows prepare_data centred, θ moved with them.
+
+    The potential no longer centres on its own: on the raw float32 rows it loses the value to
+    cancellation (off by 6.4 in 12132), on prepare_data's rows it keeps it.
+    """
     generator = torch.Generator().manual_seed(0)
     centres = torch.tensor([[100.0, 100.0], [101.0, 100.0]], dtype=torch.float64)
     X = centres[torch.arange(2).repeat(50)] + 0.05 * torch.randn(
@@ -71,14 +76,19 @@ def test_float32_data_give_a_float32_potential_close_to_float64():
     layout = samplers.FlatLayout(2, 2, True)
     theta = layout.pack(torch.tensor([0.4, 0.6]).double(), centres + 0.01, torch.tensor(0.05).double())
     exact, exact_grads = samplers.ClosedFormPotential(X, layout, PRIORS).value_and_grad({"theta": theta})
-    value, grads = samplers.ClosedFormPotential(X.float(), layout, PRIORS).value_and_grad(
-        {"theta": theta.float()}
+    data = prepare_data(X.float())
+    assert data.centred
+    offset = data.offset.double()
+    moved = layout.pack(
+        torch.tensor([0.4, 0.6]).double(), centres + 0.01 - offset, torch.tensor(0.05).double()
     )
+    potential = samplers.ClosedFormPotential(data.rows, layout, PRIORS.shifted(data.offset))
+    value, grads = potential.value_and_grad({"theta": moved.float()})
     assert value.dtype == grads["theta"].dtype == torch.float32
-    assert abs(value.item() - exact.item()) < 1e-6 * abs(exact.item())  # uncentred: off by 6.6 in 12132
-    assert torch.allclose(
-        grads["theta"].double(), exact_grads["theta"], rtol=1e-3, atol=0.1
-    )  # uncentred: by 51
+    assert abs(value.item() - exact.item()) < 1e-6 * abs(exact.item())
+    assert torch.allclose(grads["theta"].double(), exact_grads["theta"], rtol=1e-3, atol=0.1)
+    raw, _ = samplers.ClosedFormPotential(X.float(), layout, PRIORS).value_and_grad({"theta": theta.float()})
+    assert abs(raw.item() - exact.item()) > 1.0  # the cancellation prepare_data's centring removes
 
 
 @pytest.mark.parametrize(("log_sigma", "finite"), [(800.0, True), (-800.0, False), (math.nan, False)])
