@@ -250,7 +250,12 @@ def initial_state(
     if sigma is not None:
         return GibbsState(weights, means, X.new_full((n_chains,), sigma))
     spread = torch.stack([nearest_centroid(X, m)[1].mean() for m in means]) / X.shape[1]
-    floor = 1e-6 * X.var(0, correction=0).mean().clamp_min(torch.finfo(X.dtype).tiny)
+    variance = X.var(0, correction=0).mean()
+    # Rows without spread (one distinct row, K = 1, priors given) start at σ = eps, not σ = 0:
+    # the σ² conditional moves it to the priors' scale at the first sweep.
+    floor = torch.where(variance > 0, 1e-6 * variance, torch.finfo(X.dtype).eps ** 2).clamp_min(
+        torch.finfo(X.dtype).tiny
+    )
     sigma0 = spread.clamp_min(floor).sqrt()
     if not torch.isfinite(sigma0).all():
         raise FloatingPointError(
