@@ -190,8 +190,9 @@ def to_inference_data(
     would in data units far from the origin (at an offset of 1e7 in float64 it would lose about 5
     nats a point at σ = 0.1).
     """
+    if observed is None:
+        observed = data.to_data(data.rows) if isinstance(data, Data) else data
     data, draws, means64, means_data = _as_rows_frame(draws, data)
-    observed = data.to_data(data.rows) if observed is None else observed
     n_chains, n_draws, n_clusters, n_features = draws.means.shape
     weights = draws.weights.reshape(-1, n_clusters).double()
     means = means64.reshape(-1, n_clusters, n_features)
