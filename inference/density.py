@@ -79,6 +79,10 @@ def pointwise_log_likelihood(
     Parameters
     ----------
     X : tensor of shape (n_samples, n_features)
+        Rows in the frame of ``means``. The density does not change when both move by one offset;
+        far from the origin pass the centred ``data.rows`` of
+        :func:`~kmeans_limit.inference.data.prepare_data` and ``data.to_rows(means)``, where
+        ``‖x‖² − 2x·μ + ‖μ‖²`` does not cancel (``to_inference_data`` does, in float64).
     weights : tensor of shape (n_batch, n_clusters)
     means : tensor of shape (n_batch, n_clusters, n_features)
     sigma : tensor of shape (n_batch,)
