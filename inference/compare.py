@@ -13,13 +13,14 @@ import torch
 import xarray as xr
 from scipy.stats import energy_distance
 
+from .data import prepare_data
 from .gibbs import GibbsState
 from .init import kmeans_plusplus
 from .lloyd import lloyd
 from .posterior import fit_posterior
 from .relabel import pivot_permutations, relabel
 from .summaries import assignment_probabilities, invariant_dataset
-from .validation import as_data, check_n_clusters, check_seed, check_sigma
+from .validation import as_data, check_n_clusters, check_positive_int, check_seed, check_sigma, derive_seeds
 
 __all__ = ["TemperedPath", "compare_k", "compare_posteriors", "kmeans_reference", "tempered_path"]
 
@@ -149,8 +150,23 @@ def compare_k(X, ks, *, ic: str = "loo", **fit_kwargs) -> pd.DataFrame:
 
 
 def kmeans_reference(X: torch.Tensor, n_clusters: int, *, seed: int = 0, n_init: int = 10) -> torch.Tensor:
-    """The best of ``n_init`` runs of Lloyd's algorithm from k-means++ seedings: centroids (K, D)."""
-    runs = [lloyd(X, kmeans_plusplus(X, n_clusters, seed=seed + i)) for i in range(n_init)]
+    """The best of ``n_init`` runs of Lloyd's algorithm from k-means++ seedings: centroids (K, D).
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features)
+    n_clusters : int
+    seed : int in [0, 2**32 - 1], default 0
+        The seedings' seeds are ``derive_seeds(seed, n_init)``.
+    n_init : int, default 10
+
+    Returns
+    -------
+    tensor of shape (n_clusters, n_features)
+        In X's units.
+    """
+    seeds = derive_seeds(check_seed(seed), check_positive_int("n_init", n_init))
+    runs = [lloyd(X, kmeans_plusplus(X, n_clusters, seed=s)) for s in seeds]
     return min(runs, key=lambda run: run.inertia).means
 
 
@@ -175,11 +191,16 @@ class TemperedPath(NamedTuple):
     centroids: torch.Tensor
 
 
-def _path_row(sigma: float, idata: az.InferenceData, X: torch.Tensor, centroids: torch.Tensor) -> dict:
+def _hard_labels(X: torch.Tensor, centroids: torch.Tensor) -> np.ndarray:
+    """The nearest centroid of every row, rows and centroids moved by the same offset first (float64)."""
+    data = prepare_data(X.to(torch.float64).cpu())
+    return torch.cdist(data.rows, data.to_rows(centroids)).argmin(1).numpy()
+
+
+def _path_row(sigma: float, idata: az.InferenceData, labels: np.ndarray, centroids: torch.Tensor) -> dict:
     means = idata.posterior["means"]
     centre = torch.as_tensor(means.mean(("chain", "draw")).values)
     probs = assignment_probabilities(idata)
-    labels = torch.cdist(X.to(centroids.dtype), centroids).argmin(1).numpy()
     return {
         "sigma": sigma,
         "means_sd": float(means.std(("chain", "draw")).mean()),
@@ -220,7 +241,8 @@ def tempered_path(
     centroids : array-like of shape (n_clusters, n_features), optional
         The k-means solution to compare with; by default the best of 10 k-means++ + Lloyd runs.
     num_samples, num_warmup, num_chains, seed, priors, progress
-        As in :func:`~kmeans_limit.inference.fit_posterior`.
+        As in :func:`~kmeans_limit.inference.fit_posterior` (priors in X's units, data-scaled by
+        default). The fit at the i-th σ has seed ``derive_seeds(seed, len(sigmas))[i]``.
 
     Returns
     -------
@@ -241,14 +263,15 @@ def tempered_path(
     if centroids is None:
         centroids = kmeans_reference(X, n_clusters, seed=seed)
     centroids = torch.as_tensor(np.asarray(centroids), dtype=torch.float64)
+    labels = _hard_labels(X, centroids)
     posteriors, rows, init = {}, [], None
-    for i, sigma in enumerate(sigmas):
+    for sigma, sigma_seed in zip(sigmas, derive_seeds(seed, len(sigmas)), strict=True):
         idata = fit_posterior(
             X, n_clusters, method="gibbs", sigma=sigma, priors=priors, num_samples=num_samples,
-            num_warmup=num_warmup, num_chains=num_chains, seed=seed + i, progress=progress,
+            num_warmup=num_warmup, num_chains=num_chains, seed=sigma_seed, progress=progress,
             relabel=False, init=init,
         )  # fmt: skip
         posteriors[sigma] = relabel(idata, reference=centroids)
-        rows.append(_path_row(sigma, posteriors[sigma], X, centroids))
+        rows.append(_path_row(sigma, posteriors[sigma], labels, centroids))
         init = _last_state(idata)
     return TemperedPath(posteriors, pd.DataFrame(rows), centroids)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..models import Priors
+from ..models import Priors, prior_mean
 from .kernels import batched_log_responsibilities, chunk_entries, chunk_rows
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -36,6 +36,7 @@ def log_prior(
     sigma : tensor of shape (n_batch,), or None
         ``None`` when σ is fixed (a deterministic site, which adds no density).
     priors : Priors
+        In the frame of ``means`` (its ``m0``, one value or one per feature, where the means are).
 
     Returns
     -------
@@ -50,7 +51,7 @@ def log_prior(
     alpha, tau0 = priors.alpha, priors.tau0
     total = math.lgamma(n_clusters * alpha) - n_clusters * math.lgamma(alpha)
     total = total + torch.special.xlogy(alpha - 1.0, weights).sum(-1)  # 0·log 0 = 0 at alpha = 1
-    scaled = (means - priors.m0) / tau0
+    scaled = (means - prior_mean(priors, n_features, means)) / tau0
     total = (
         total - 0.5 * (scaled * scaled).sum((-1, -2)) - n_clusters * n_features * math.log(tau0 * _SQRT_2PI)
     )
@@ -78,6 +79,10 @@ def pointwise_log_likelihood(
     Parameters
     ----------
     X : tensor of shape (n_samples, n_features)
+        Rows in the frame of ``means``. The density does not change when both move by one offset;
+        far from the origin pass the centred ``data.rows`` of
+        :func:`~kmeans_limit.inference.data.prepare_data` and ``data.to_rows(means)``, where
+        ``‖x‖² − 2x·μ + ‖μ‖²`` does not cancel (``to_inference_data`` does, in float64).
     weights : tensor of shape (n_batch, n_clusters)
     means : tensor of shape (n_batch, n_clusters, n_features)
     sigma : tensor of shape (n_batch,)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from ..models import Priors
+from ..models import Priors, prior_mean
 from .idata import PosteriorDraws
 from .init import kmeans_plusplus
 from .kernels import batched_mixture_logits, chunk_entries, chunk_rows, nearest_centroid, row_sq_norms
@@ -147,15 +147,24 @@ def means_conditional(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``means_k | z, σ ~ Normal(loc_k, scale_k² I_D)``.
 
+    Parameters
+    ----------
+    stats : AssignmentStats
+        Of the rows the sampler runs on.
+    sigma : tensor of shape (n_chains,)
+    priors : Priors
+        In the rows' frame (``m0`` one value or one per feature).
+
     Returns
     -------
     loc : tensor of shape (n_chains, n_clusters, n_features)
     scale : tensor of shape (n_chains, n_clusters)
     """
     prior_precision = 1.0 / priors.tau0**2
+    m0 = prior_mean(priors, stats.sums.shape[-1], stats.sums)  # (D,): one value, or one per feature
     inv_var = (1.0 / (sigma * sigma))[:, None]
     precision = prior_precision + stats.counts * inv_var
-    loc = (priors.m0 * prior_precision + stats.sums * inv_var[..., None]) / precision[..., None]
+    loc = (m0 * prior_precision + stats.sums * inv_var[..., None]) / precision[..., None]
     return loc, precision.rsqrt()
 
 
@@ -234,13 +243,19 @@ def initial_state(
     FloatingPointError
         When the starting σ overflows (data too large for the dtype).
     """
-    seeds = torch.randint(2**62, (n_chains,), generator=generator, device=generator.device).tolist()
+    # One k-means++ seed a chain, drawn from ``generator``: in [0, 2**32 - 1], the range of every seed.
+    seeds = torch.randint(2**32, (n_chains,), generator=generator, device=generator.device).tolist()
     means = torch.stack([kmeans_plusplus(X, n_clusters, seed=seed) for seed in seeds])
     weights = X.new_full((n_chains, n_clusters), 1.0 / n_clusters)
     if sigma is not None:
         return GibbsState(weights, means, X.new_full((n_chains,), sigma))
     spread = torch.stack([nearest_centroid(X, m)[1].mean() for m in means]) / X.shape[1]
-    floor = 1e-6 * X.var(0, correction=0).mean().clamp_min(torch.finfo(X.dtype).tiny)
+    variance = X.var(0, correction=0).mean()
+    # Rows without spread (one distinct row, K = 1, priors given) start at σ = eps, not σ = 0:
+    # the σ² conditional moves it to the priors' scale at the first sweep.
+    floor = torch.where(variance > 0, 1e-6 * variance, torch.finfo(X.dtype).eps ** 2).clamp_min(
+        torch.finfo(X.dtype).tiny
+    )
     sigma0 = spread.clamp_min(floor).sqrt()
     if not torch.isfinite(sigma0).all():
         raise FloatingPointError(
@@ -342,22 +357,26 @@ def gibbs_posterior(
     Parameters
     ----------
     X : tensor of shape (n_samples, n_features)
+        The rows to sample on: ``fit_posterior`` passes ``data.rows`` of
+        :func:`~kmeans_limit.inference.data.prepare_data` (centred when that buys accuracy).
     n_clusters : int
     sigma : float > 0, optional
         Fixed σ, or ``None`` to learn it.
     priors : Priors
+        In the frame of ``X`` (``fit_posterior`` passes ``priors.shifted(data.offset)``).
     num_samples, num_warmup, num_chains, seed : int
     progress : bool
     init : GibbsState, optional
         Starting points of shapes (num_chains, K), (num_chains, K, D), (num_chains,) (for instance the
-        last draws of a fit at a nearby σ); k-means++ starts by default. A fixed σ overrides
-        ``init.sigma``.
+        last draws of a fit at a nearby σ), in the frame of ``X``; k-means++ starts by default. A
+        fixed σ overrides ``init.sigma``.
     chunk_size : int, optional
         Rows per chunk of the assignment step.
 
     Returns
     -------
     PosteriorDraws
+        In the frame of ``X``.
     """
     generator = make_generator(seed, X.device)
     start = initial_state(X, n_clusters, num_chains, sigma, generator)

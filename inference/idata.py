@@ -14,11 +14,12 @@ import pyro
 import torch
 from pyro.infer import Predictive
 
-from ..models import Priors, spherical_gmm
+from ..models import Priors, prior_mean, spherical_gmm
+from .data import Data, prepare_data
 from .density import log_prior, pointwise_log_likelihood, total_log_likelihood
 from .validation import pyro_seed
 
-__all__ = ["PosteriorDraws", "package_versions", "posterior_tensors", "to_inference_data"]
+__all__ = ["PosteriorDraws", "package_versions", "posterior_tensors", "prior_attrs", "to_inference_data"]
 
 POSTERIOR = ("weights", "means", "sigma")
 #: Dimension names; the log-likelihood of x keeps only the first ("observation").
@@ -62,8 +63,41 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def _predictive_draws(draws: PosteriorDraws, X: torch.Tensor, sigma: float | None, priors, seed: int):
-    """Ancestral draws of x from ``spherical_gmm`` at every posterior draw: (chains, draws, N, D)."""
+def prior_attrs(priors: Priors, n_features: int, source: str) -> dict:
+    """The priors of a fit as netCDF-safe attributes: where they came from and their values.
+
+    Parameters
+    ----------
+    priors : Priors
+        In the data's units.
+    n_features : int
+    source : {"data-scaled", "given"}
+        ``"data-scaled"``: chosen from the data by :func:`~kmeans_limit.models.data_scaled_priors`;
+        ``"given"``: the caller's.
+
+    Returns
+    -------
+    dict
+        ``priors`` (the source), ``prior_alpha``, ``prior_tau0``, ``prior_a0``, ``prior_b0`` (floats)
+        and ``prior_m0`` (a float64 array of n_features values, one a feature even when the caller
+        gave one for all).
+    """
+    m0 = prior_mean(priors, n_features, torch.zeros((), dtype=torch.float64)).numpy()
+    return {
+        "priors": str(source),
+        "prior_alpha": float(priors.alpha),
+        "prior_m0": np.asarray(m0, dtype=np.float64),
+        "prior_tau0": float(priors.tau0),
+        "prior_a0": float(priors.a0),
+        "prior_b0": float(priors.b0),
+    }
+
+
+def _predictive_draws(draws: PosteriorDraws, data: Data, sigma: float | None, priors, seed: int):
+    """Ancestral draws of x from ``spherical_gmm`` at every posterior draw: (chains, draws, N, D).
+
+    ``draws`` and ``priors`` are in the rows' frame; the replicated x come back in the data's units.
+    """
     n_chains, n_draws, n_clusters, n_features = draws.means.shape
     samples = {  # weights get a singleton dimension for the data plate, which Predictive cannot infer
         "weights": draws.weights.reshape(-1, 1, n_clusters),
@@ -72,26 +106,42 @@ def _predictive_draws(draws: PosteriorDraws, X: torch.Tensor, sigma: float | Non
     if sigma is None:
         samples["sigma"] = draws.sigma.reshape(-1)
     predictive = Predictive(spherical_gmm, posterior_samples=samples, return_sites=("x",), parallel=True)
-    with pyro_seed(seed, X.device):
+    with pyro_seed(seed, data.device):
         x = predictive(
             n_clusters=n_clusters,
             n_features=n_features,
-            n_samples=X.shape[0],
+            n_samples=data.n_samples,
             sigma=sigma,
             priors=priors,
-            dtype=X.dtype,
-            device=X.device,
+            dtype=data.dtype,
+            device=data.device,
         )["x"]
-    return x.reshape(n_chains, n_draws, *X.shape)
+    return data.to_data(x.reshape(n_chains, n_draws, data.n_samples, n_features))
+
+
+def _as_rows_frame(draws: PosteriorDraws, data) -> tuple[Data, PosteriorDraws, torch.Tensor, torch.Tensor]:
+    """The data as a Data, the draws in its rows' frame, their means in float64 there and in data units.
+
+    A :class:`Data` comes with draws in the frame of its rows (what the samplers return). Anything
+    else is the data themselves, with draws in their units: it is prepared here, and the means are
+    moved to the rows' frame in float64.
+    """
+    if isinstance(data, Data):
+        return data, draws, draws.means.double(), data.to_data(draws.means)
+    data = prepare_data(data)
+    means_rows = draws.means.double() - data.offset.double()
+    in_rows = draws._replace(means=means_rows.to(draws.means.dtype))
+    return data, in_rows, means_rows, draws.means
 
 
 def to_inference_data(
     draws: PosteriorDraws,
-    X: torch.Tensor,
+    data,
     *,
     sigma: float | None,
     priors: Priors,
     attrs: dict,
+    observed=None,
     posterior_predictive: bool = False,
     seed: int = 0,
     log_likelihood: bool = True,
@@ -101,14 +151,22 @@ def to_inference_data(
     Parameters
     ----------
     draws : PosteriorDraws
-    X : tensor of shape (n_samples, n_features)
+        In the frame of ``data.rows`` when ``data`` is a :class:`~kmeans_limit.inference.data.Data`
+        (what the samplers return when run on those rows), in ``data``'s units otherwise.
+    data : Data, or tensor of shape (n_samples, n_features)
+        The data the draws were made on.
     sigma : float, optional
         The fixed σ, or ``None`` when σ was learned.
     priors : Priors
+        In the data's units (they are moved with the rows for ``lp``).
     attrs : dict
-        Attributes of the fit (method, seed, ...); package versions and ``relabelled="none"`` are added.
+        Attributes of the fit (method, seed, priors, ...); package versions and
+        ``relabelled="none"`` are added.
+    observed : tensor of shape (n_samples, n_features), optional
+        The caller's data, stored as ``observed_data``; by default ``data`` itself, or for a Data its
+        rows moved back to the data's units.
     posterior_predictive : bool, default False
-        Also draw x at every posterior draw (ancestral sampling from the program).
+        Also draw x at every posterior draw (ancestral sampling from the program), in data units.
     seed : int, default 0
         For the posterior predictive draws.
     log_likelihood : bool, default True
@@ -118,43 +176,53 @@ def to_inference_data(
     Returns
     -------
     arviz.InferenceData
-        ``posterior``: weights (chain, draw, cluster), means (chain, draw, cluster, feature), sigma
-        (chain, draw); ``sample_stats``: lp = log p(X, θ) with z summed out, plus the sampler's own;
-        ``log_likelihood``: x (chain, draw, observation), unless ``log_likelihood=False``;
-        ``observed_data``: x (observation, feature);
+        ``posterior``: weights (chain, draw, cluster), means (chain, draw, cluster, feature) in the
+        data's units, sigma (chain, draw); ``sample_stats``: lp = log p(X, θ) with z summed out, plus
+        the sampler's own; ``log_likelihood``: x (chain, draw, observation), unless
+        ``log_likelihood=False``; ``observed_data``: x (observation, feature);
         ``posterior_predictive``: x (chain, draw, observation, feature) on request.
+
+    Notes
+    -----
+    The log-likelihood and ``lp`` are computed in float64 whatever the sampler ran in, on the
+    centred rows with the draws' means in the same frame (and ``m0`` moved with them): the density
+    does not change under the shift, and ‖x‖²/2σ² − x·μ/σ² + ‖μ‖²/2σ² does not cancel there as it
+    would in data units far from the origin (at an offset of 1e7 in float64 it would lose about 5
+    nats a point at σ = 0.1).
     """
+    if observed is None:
+        observed = data.to_data(data.rows) if isinstance(data, Data) else data
+    data, draws, means64, means_data = _as_rows_frame(draws, data)
     n_chains, n_draws, n_clusters, n_features = draws.means.shape
-    weights = draws.weights.reshape(-1, n_clusters)
-    means = draws.means.reshape(-1, n_clusters, n_features)
-    sigma_flat = draws.sigma.reshape(-1)
-    # In float64 whatever the sampler ran in: ‖x‖²/2σ² and 2x·μ/2σ² nearly cancel, and float32 would
-    # lose up to 0.05 nats a point at σ = 0.01 (LOO and lp sum those errors over N).
-    weights, means, sigma_flat = weights.double(), means.double(), sigma_flat.double()
+    weights = draws.weights.reshape(-1, n_clusters).double()
+    means = means64.reshape(-1, n_clusters, n_features)
+    sigma_flat = draws.sigma.reshape(-1).double()
+    rows = data.rows.double()
     if log_likelihood:
-        log_lik = pointwise_log_likelihood(X.double(), weights, means, sigma_flat)
+        log_lik = pointwise_log_likelihood(rows, weights, means, sigma_flat)
         total = log_lik.sum(-1)
     else:
-        total = total_log_likelihood(X.double(), weights, means, sigma_flat)
-    lp = total + log_prior(weights, means, sigma_flat if sigma is None else None, priors)
+        total = total_log_likelihood(rows, weights, means, sigma_flat)
+    shifted = priors.shifted(data.offset)
+    lp = total + log_prior(weights, means, sigma_flat if sigma is None else None, shifted)
     numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
     groups = {
         "posterior": {
             "weights": numpy(draws.weights),
-            "means": numpy(draws.means),
+            "means": numpy(means_data),
             "sigma": numpy(draws.sigma),
         },
         "sample_stats": {"lp": numpy(lp.reshape(n_chains, n_draws)), **draws.sample_stats},
-        "observed_data": {"x": numpy(X)},
+        "observed_data": {"x": numpy(torch.as_tensor(observed))},
     }
     if log_likelihood:
         groups["log_likelihood"] = {"x": numpy(log_lik.reshape(n_chains, n_draws, -1))}
     if posterior_predictive:
-        groups["posterior_predictive"] = {"x": numpy(_predictive_draws(draws, X, sigma, priors, seed))}
+        groups["posterior_predictive"] = {"x": numpy(_predictive_draws(draws, data, sigma, shifted, seed))}
     all_attrs = {**attrs, **draws.attrs, **package_versions(), "relabelled": "none"}
     all_attrs["sigma"] = "learned" if sigma is None else sigma
     coords = {"cluster": np.arange(n_clusters), "feature": np.arange(n_features)}
-    coords["observation"] = np.arange(X.shape[0])
+    coords["observation"] = np.arange(data.n_samples)
     idata = az.from_dict(**groups, coords=coords, dims=DIMS)
     for group in idata.groups():
         idata[group].attrs.update(all_attrs)

@@ -7,15 +7,16 @@ import inspect
 
 import arviz as az
 
-from ..models import Priors
-from .gibbs import gibbs_posterior
-from .idata import to_inference_data
+from ..models import Priors, data_scaled_priors, prior_mean
+from .data import Data, prepare_data
+from .gibbs import GibbsState, gibbs_posterior
+from .idata import prior_attrs, to_inference_data
 from .kernels import serial_if_small
 from .pyro_samplers import run_nuts, run_svi
 from .relabel import relabel as relabel_draws
 from .validation import as_data, check_n_clusters, check_positive_int, check_seed, check_sigma
 
-__all__ = ["METHODS", "check_priors", "fit_posterior"]
+__all__ = ["METHODS", "check_priors", "choose_priors", "fit_posterior"]
 
 _RUNNERS = {
     "gibbs": gibbs_posterior,
@@ -34,6 +35,40 @@ def check_priors(priors) -> Priors:
     if not isinstance(priors, Priors):
         raise ValueError(f"priors should be a kmeans_limit.Priors, got {type(priors).__name__}")
     return priors
+
+
+def choose_priors(priors, data: Data) -> tuple[Priors, str]:
+    """The priors of a fit, in the data's units, and where they came from.
+
+    Parameters
+    ----------
+    priors : Priors or None
+        The caller's; they mean exactly what they say, in the data's units.
+    data : Data
+
+    Returns
+    -------
+    priors : Priors
+        The caller's, or when there are none the data-scaled default
+        ``data_scaled_priors(data.mean, data.variance)``: ``m0`` at the column means, ``tau0 = 2 s``,
+        ``a0 = 2``, ``b0 = 0.5 s²`` for the data's mean per-feature variance ``s²`` (``Priors()`` on
+        standardized data), chosen once from the data.
+    source : {"given", "data-scaled"}
+
+    Raises
+    ------
+    ValueError
+        For priors that are not a ``Priors``, a per-feature ``m0`` of the wrong length, or no priors
+        for data without spread (every row the same), which give the default no scale.
+    """
+    if priors is None:
+        try:
+            return data_scaled_priors(data.mean, data.variance), "data-scaled"
+        except ValueError as error:
+            raise ValueError(f"priors=None: {error}") from None
+    priors = check_priors(priors)
+    prior_mean(priors, data.n_features, data.mean)  # a per-feature m0 of the wrong length raises
+    return priors, "given"
 
 
 def _check_options(method: str, options: dict) -> None:
@@ -71,15 +106,18 @@ def fit_posterior(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or Data
         Finite, 2-D, with at least ``n_clusters`` distinct rows. float32 and float64 tensors keep
-        their dtype and device; anything else becomes float64.
+        their dtype and device; anything else becomes float64. It is prepared once
+        (:func:`~kmeans_limit.inference.data.prepare_data`: centred when its mean is large against
+        its spread), every method runs on those rows, and the draws come back in X's units.
     n_clusters : int
         K >= 1.
     method : {"gibbs", "nuts", "svi", "map"}, default "gibbs"
         ``"gibbs"``: blocked Gibbs from the conjugate conditionals, chains vectorized
-        (:mod:`~kmeans_limit.inference.gibbs`; options ``init``, ``chunk_size``). ``"nuts"``: Pyro's NUTS
-        on the marginal program, chains one after another (options ``potential``, ``jit_compile``,
+        (:mod:`~kmeans_limit.inference.gibbs`; options ``init``, a GibbsState in X's units, and
+        ``chunk_size``). ``"nuts"``: Pyro's NUTS on the marginal program, chains one after another
+        (options ``potential``, ``jit_compile``,
         ``target_accept_prob``, ``max_tree_depth``, ``full_mass``). ``"svi"``: ``AutoMultivariateNormal``
         and ``"map"``: ``AutoDelta`` (options ``num_steps``, ``learning_rate``, ``learning_rate_decay``
         and ``batch_size``; ``num_warmup`` unused); MAP repeats its point in every draw.
@@ -91,10 +129,17 @@ def fit_posterior(
         Fixes σ: the posterior at that σ, a tempered view whose limit σ → 0 is k-means. ``None``
         learns σ under the prior σ² ~ InverseGamma(a0, b0).
     priors : Priors, optional
+        In the data's units, meaning exactly what they say. By default the data-scaled priors
+        ``data_scaled_priors(data.mean, data.variance)`` (:func:`~kmeans_limit.models.data_scaled_priors`):
+        ``m0`` at the column means, ``tau0 = 2 s``, ``a0 = 2``, ``b0 = 0.5 s²`` with ``s²`` the mean
+        per-feature variance of X, chosen once from the data (they are ``Priors()`` on standardized
+        data, and move with the data under ``X' = a X + b``). The priors used are recorded in the
+        attributes of every group.
     num_samples, num_warmup, num_chains : int
         Kept draws and discarded warm-up iterations per chain (>= 1, >= 0, >= 1).
-    seed : int, default 0
-        The draws depend on it alone; the caller's global RNG state is left as it was.
+    seed : int in [0, 2**32 - 1], default 0
+        The draws depend on it alone; the caller's global RNG state is left as it was. Seeds of
+        chains come from :func:`~kmeans_limit.inference.validation.derive_seeds`.
     progress : bool, default True
         Progress bars. (Small problems run on one thread, see
         :func:`~kmeans_limit.inference.kernels.serial_if_small`; the caller's setting is restored.)
@@ -117,13 +162,16 @@ def fit_posterior(
         density included when σ is learned), and for NUTS diverging, step_size, n_steps, tree_depth;
         ``log_likelihood``: x (chain, draw, observation), ``log p(x_n | θ)`` with z summed out
         (unless ``log_likelihood=False``);
-        ``observed_data``: x; ``posterior_predictive``: x on request. Every group's attrs hold
-        method, seed, sigma ("learned" or its value), relabelled and the package versions.
+        ``observed_data``: x (X as given); ``posterior_predictive``: x on request. Means, x and the
+        priors are in X's units. Every group's attrs hold method, seed, sigma ("learned" or its
+        value), relabelled, the package versions and the priors used: ``priors`` ("data-scaled" or
+        "given"), ``prior_alpha``, ``prior_m0`` (an array of n_features values), ``prior_tau0``,
+        ``prior_a0`` and ``prior_b0``.
 
     Raises
     ------
     ValueError
-        For bad input, naming the value.
+        For bad input, naming the value; for data without spread and no priors.
     FloatingPointError
         When a sampler produces NaN or inf, naming the step.
 
@@ -139,12 +187,19 @@ def fit_posterior(
     62(4), 2000) and the permutation-invariant diagnostics of
     :func:`~kmeans_limit.inference.invariant_summary`.
     """
-    X = as_data(X)
-    n_clusters = check_n_clusters(n_clusters, X)
+    if isinstance(X, Data):
+        data, X = X, X.to_data(X.rows)
+    else:
+        X = as_data(X)
+        data = prepare_data(X)
+    if data.weight is not None:
+        raise ValueError("fit_posterior takes no sample weights: pass a Data without weight")
+    n_clusters = check_n_clusters(n_clusters, data.rows)
     if method not in METHODS:
         raise ValueError(f"method={method!r} should be one of {METHODS}")
     sigma = check_sigma(sigma, allow_zero=False, allow_none=True)
-    priors = check_priors(priors)
+    if priors is not None:
+        check_priors(priors)
     counts = {
         "num_samples": check_positive_int("num_samples", num_samples),
         "num_warmup": check_positive_int("num_warmup", num_warmup, minimum=0),
@@ -152,17 +207,22 @@ def fit_posterior(
     }
     seed = check_seed(seed)
     _check_options(method, options)
-    common = {"sigma": sigma, "priors": priors, "seed": seed, "progress": progress}
+    priors, source = choose_priors(priors, data)
+    if isinstance(options.get("init"), GibbsState):  # a start in data units, moved with the rows
+        options["init"] = options["init"]._replace(means=data.to_rows(options["init"].means))
+    common = {"sigma": sigma, "priors": priors.shifted(data.offset), "seed": seed, "progress": progress}
     attrs = {"method": method, "seed": seed, "n_clusters": n_clusters, **counts}
+    attrs.update(prior_attrs(priors, data.n_features, source))
     chains_at_once = counts["num_chains"] if method == "gibbs" else 1
-    with serial_if_small(chains_at_once * X.shape[0] * n_clusters * (X.shape[1] + 1)):
-        draws = _RUNNERS[method](X, n_clusters, **common, **counts, **options)
+    with serial_if_small(chains_at_once * data.n_samples * n_clusters * (data.n_features + 1)):
+        draws = _RUNNERS[method](data.rows, n_clusters, **common, **counts, **options)
         idata = to_inference_data(
             draws,
-            X,
+            data,
             sigma=sigma,
             priors=priors,
             attrs=attrs,
+            observed=X,
             posterior_predictive=posterior_predictive,
             seed=seed,
             log_likelihood=bool(log_likelihood),

@@ -28,12 +28,12 @@ from pyro.util import torch_isnan
 from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
-from ..models import Priors, spherical_gmm_marginal
+from ..models import Priors, prior_mean, spherical_gmm_marginal
 from .density import _check_parametrization
 from .gibbs import initial_state
 from .idata import PosteriorDraws
 from .kernels import CHUNK_ENTRIES
-from .validation import check_positive_int, check_real, pyro_seed
+from .validation import check_positive_int, check_real, derive_seeds, pyro_seed
 
 __all__ = ["ClosedFormPotential", "FlatLayout", "chain_seeds", "run_nuts", "run_svi", "svi_model"]
 
@@ -43,8 +43,8 @@ _SIMPLEX = biject_to(constraints.simplex)  # torch's StickBreakingTransform, as 
 
 
 def chain_seeds(seed: int, num_chains: int) -> list[int]:
-    """Independent 32-bit seeds (what ``pyro.set_rng_seed`` takes), one a chain, from ``SeedSequence(seed)``."""
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(num_chains, dtype=np.uint32)]
+    """One seed a chain, in [0, 2**32 - 1] (what ``pyro.set_rng_seed`` takes): :func:`derive_seeds`."""
+    return derive_seeds(seed, num_chains)
 
 
 def _init_values(X: torch.Tensor, n_clusters: int, sigma: float | None, seed: int) -> dict:
@@ -139,15 +139,19 @@ class ClosedFormPotential:
     Parameters
     ----------
     X : tensor of shape (n_samples, n_features)
+        The rows, used as they are: ``fit_posterior`` passes ``data.rows`` of
+        :func:`~kmeans_limit.inference.data.prepare_data`, centred when that buys accuracy (the
+        potential does not centre on its own). θ's means are in the frame of these rows.
     layout : FlatLayout
     priors : Priors
+        In the rows' frame (``priors.shifted(data.offset)``); ``m0`` one value or one per feature.
     sigma : float, optional
         The fixed σ, given exactly when ``layout.learn_sigma`` is False.
 
     Attributes
     ----------
     n_calls : int
-        Evaluations so far (NUTS makes one per leapfrog step, which gives its tree depth).
+        Evaluations so far (NUTS makes one per leapfrog step).
 
     Notes
     -----
@@ -160,8 +164,9 @@ class ClosedFormPotential:
         ∂/∂μ_k    = (S_k − N_k μ_k)/σ² − (μ_k − m0)/τ0²
         ∂/∂log σ  = (Σ_nk γ_nk ‖x_n − μ_k‖² + 2 b0)/σ² − N·D − 2 a0          (σ learned)
 
-    Data and means are centred at the data mean, which keeps ``‖x − μ‖² = ‖x‖² − 2 x·μ + ‖μ‖²``
-    accurate in float32. The pass over the data runs in their dtype on their device, in blocks of
+    The expansion ``‖x − μ‖² = ‖x‖² − 2 x·μ + ‖μ‖²`` is accurate in float32 on rows whose mean is
+    small against their spread, which :func:`~kmeans_limit.inference.data.prepare_data` sees to (the
+    one place where centring is decided). The pass over the data runs in their dtype on their device, in blocks of
     (K, rows) so that the reductions over K run along the short axis; the O(K·D) remainder runs in
     float64 NumPy, where an operation on a K-vector costs a fraction of torch's dispatch.
     """
@@ -171,12 +176,10 @@ class ClosedFormPotential:
             raise ValueError(f"sigma={sigma!r} does not match layout.learn_sigma={layout.learn_sigma}")
         n_samples, n_features = X.shape
         self.layout, self.priors, self.n_calls = layout, priors, 0
-        centre = X.mean(0)
-        centred = X - centre
-        self._rows = torch.cat([centred, centred.new_ones(n_samples, 1)], 1)  # (N, D + 1): [x_n − x̄, 1]
+        self._rows = torch.cat([X, X.new_ones(n_samples, 1)], 1)  # (N, D + 1): [x_n, 1]
         self._columns = self._rows.T.contiguous()  # (D + 1, N)
-        self._centre = centre.cpu().double().numpy()
-        self._sum_sq = float(centred.double().square().sum())
+        self._m0 = prior_mean(priors, n_features, torch.zeros((), dtype=torch.float64)).numpy()
+        self._sum_sq = float(X.double().square().sum())
         self._n_entries = n_samples * n_features
         self._offsets = np.log(np.arange(layout.n_clusters - 1, 0, -1, dtype=np.float64))  # log(K − 1 − i)
         self._chunk = max(1, CHUNK_ENTRIES // layout.n_clusters)
@@ -204,26 +207,25 @@ class ClosedFormPotential:
         with np.errstate(all="ignore"):  # a far leapfrog step gives NaN, which Pyro takes for a divergence
             precision = np.exp(-2.0 * log_sigma)
             log_z, log_weights = _stick_breaking_log(theta[: K - 1] - self._offsets)
-            centred = means - self._centre
-            centred_sq = np.einsum("kd,kd->k", centred, centred)
-            log_lik, stats = self._e_step(centred * precision, log_weights - 0.5 * precision * centred_sq)
+            means_sq = np.einsum("kd,kd->k", means, means)
+            log_lik, stats = self._e_step(means * precision, log_weights - 0.5 * precision * means_sq)
             sums, counts = stats[:, :D], stats[:, D]
-            offset = means - p.m0
+            from_m0 = means - self._m0
             value = log_lik - 0.5 * precision * self._sum_sq - self._n_entries * log_sigma + self._constant
-            value += p.alpha * log_weights.sum() - 0.5 * np.vdot(offset, offset) / p.tau0**2
+            value += p.alpha * log_weights.sum() - 0.5 * np.vdot(from_m0, from_m0) / p.tau0**2
             grad = np.empty(self.layout.size)
             grad[: K - 1] = _stick_breaking_grad(counts + p.alpha, np.exp(log_z))
             grad[K - 1 : K - 1 + K * D] = (
-                (sums - counts[:, None] * centred) * precision - offset / p.tau0**2
+                (sums - counts[:, None] * means) * precision - from_m0 / p.tau0**2
             ).ravel()
             if self._log_sigma is None:
-                residual = self._sum_sq - 2.0 * np.vdot(centred, sums) + counts @ centred_sq
+                residual = self._sum_sq - 2.0 * np.vdot(means, sums) + counts @ means_sq
                 value -= 2.0 * p.a0 * log_sigma + p.b0 * precision
                 grad[-1] = (residual + 2.0 * p.b0) * precision - self._n_entries - 2.0 * p.a0
         return -float(value), -grad
 
     def _e_step(self, scaled: np.ndarray, bias: np.ndarray) -> tuple[float, np.ndarray]:
-        """``Σ_n logsumexp_k(x_n·scaled_k + bias_k)`` (x centred) and ``[S | N]`` of shape (K, D + 1)."""
+        """``Σ_n logsumexp_k(x_n·scaled_k + bias_k)`` and ``[S | N]`` of shape (K, D + 1)."""
         weights = torch.from_numpy(np.column_stack([scaled, bias])).to(self._rows.device, self._rows.dtype)
         log_lik, stats = 0.0, 0.0
         for start in range(0, self._rows.shape[0], self._chunk):
@@ -252,7 +254,38 @@ class _PotentialFunction(torch.autograd.Function):
         return grad_output * grad, None
 
 
-class _GradientNUTS(NUTS):
+class _RecordingNUTS(NUTS):
+    """Pyro's NUTS, keeping for each transition the tree depth and leapfrog steps of Pyro's own loop.
+
+    Pyro's ``NUTS.sample`` counts the doublings of the tree in a local variable and returns only the
+    new point. Its top-level ``_build_tree`` calls say the rest: the loop keeps a subtree of depth
+    ``d`` (the tree is then ``d + 1`` deep) unless that subtree turned or diverged, where it stops at
+    ``d``. ``tree_depth`` is that count, the value of Pyro's ``tree_depth`` when the transition ends
+    (``max_tree_depth`` when the limit stopped it); ``n_steps`` sums the subtrees' ``num_proposals``,
+    the leapfrog steps taken. ``n_steps.bit_length()`` would count an abandoned last subtree too.
+
+    ``_build_tree`` is private Pyro: this class is tested against the Pyro versions that
+    ``pyproject.toml`` allows (``pyro-ppl>=1.9,<1.10``), a test checks the signature it relies on.
+    """
+
+    def sample(self, params):
+        self._nesting, self.tree_depth, self.n_steps = 0, 0, 0
+        return super().sample(params)
+
+    def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
+        outer = self._nesting == 0
+        self._nesting += 1
+        try:
+            tree = super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth, energy_current)
+        finally:
+            self._nesting -= 1
+        if outer:  # a doubling of Pyro's loop in NUTS.sample (the others are its recursion)
+            self.tree_depth = tree_depth if bool(tree.turning) or bool(tree.diverging) else tree_depth + 1
+            self.n_steps += int(tree.num_proposals)
+        return tree
+
+
+class _GradientNUTS(_RecordingNUTS):
     """Pyro's NUTS whose leapfrog steps take ``U`` and ``∇U`` from ``potential_fn.value_and_grad``.
 
     Pyro's integrator asks autograd for ``∇U`` at every step (``pyro.ops.integrator.potential_grad``);
@@ -260,6 +293,11 @@ class _GradientNUTS(NUTS):
     step. Only ``_build_basetree`` (one leapfrog step and its energy bookkeeping, as in Pyro 1.9) is
     replaced, with the same arithmetic; tree building, adaptation and the step-size search are Pyro's.
     A test holds its chains equal to those of Pyro's own kernel on the program's traced potential.
+
+    ``_build_basetree`` is private Pyro, copied from Pyro 1.9: ``pyproject.toml`` pins
+    ``pyro-ppl>=1.9,<1.10``, the versions this class is tested against (a test checks the signature
+    of the method it replaces). Lift the bound only after that test and the chain-equality test pass
+    on the new version.
     """
 
     def _build_basetree(self, z, r, z_grads, log_slice, direction, energy_current):
@@ -310,16 +348,15 @@ def _program_potential(X, model_kwargs: dict, layout: FlatLayout, seed: int, jit
 
 
 class _NutsRecorder:
-    """An MCMC ``hook_fn``: per-draw step size, divergence, leapfrog steps and tree depth."""
+    """An MCMC ``hook_fn``: per-draw step size, divergence, leapfrog steps and tree depth (Pyro's own)."""
 
-    def __init__(self, potential, layout: FlatLayout, num_samples: int, chain: int):
-        self.potential, self.layout, self.chain = potential, layout, chain
+    def __init__(self, layout: FlatLayout, num_samples: int, chain: int):
+        self.layout, self.chain = layout, chain
         self.stats = {name: np.zeros(num_samples) for name in ("step_size", "n_steps", "tree_depth")}
         self.stats["diverging"] = np.zeros(num_samples, dtype=bool)
-        self.calls_before, self.divergences = 0, 0
+        self.divergences = 0
 
     def __call__(self, kernel, params, stage, i):
-        n_steps, self.calls_before = self.potential.n_calls - self.calls_before, self.potential.n_calls
         for name, value in self.layout.sites(params["theta"]).items():
             if not torch.isfinite(value).all():
                 raise FloatingPointError(
@@ -331,8 +368,8 @@ class _NutsRecorder:
         self.stats["diverging"][i] = divergences > self.divergences
         self.divergences = divergences
         self.stats["step_size"][i] = kernel.step_size
-        self.stats["n_steps"][i] = n_steps
-        self.stats["tree_depth"][i] = int(n_steps).bit_length()
+        self.stats["n_steps"][i] = kernel.n_steps
+        self.stats["tree_depth"][i] = kernel.tree_depth
 
 
 def _nuts_chain(X, model_kwargs, *, seed, chain, num_samples, num_warmup, options, progress):
@@ -344,14 +381,14 @@ def _nuts_chain(X, model_kwargs, *, seed, chain, num_samples, num_warmup, option
         kernel_class = _GradientNUTS
     else:
         potential = _program_potential(X, model_kwargs, layout, seed, options["jit_compile"])
-        kernel_class = NUTS
+        kernel_class = _RecordingNUTS
     kernel = kernel_class(
         potential_fn=potential,
         target_accept_prob=options["target_accept_prob"],
         max_tree_depth=options["max_tree_depth"],
         full_mass=options["full_mass"],
     )
-    recorder = _NutsRecorder(potential, layout, num_samples, chain)
+    recorder = _NutsRecorder(layout, num_samples, chain)
     mcmc = MCMC(
         kernel,
         num_samples=num_samples,
@@ -396,10 +433,12 @@ def run_nuts(
     Parameters
     ----------
     X : tensor of shape (n_samples, n_features)
+        The rows to sample on (``fit_posterior`` passes ``data.rows``).
     n_clusters : int
     sigma : float > 0, optional
         Fixed σ; ``None`` learns it.
     priors : Priors
+        In the frame of ``X`` (``fit_posterior`` passes ``priors.shifted(data.offset)``).
     num_samples, num_warmup, num_chains : int
         Chains run one after another, each from a k-means++ start, with seeds from :func:`chain_seeds`.
     seed : int
@@ -420,8 +459,10 @@ def run_nuts(
     Returns
     -------
     PosteriorDraws
-        With sample stats ``diverging``, ``step_size``, ``n_steps`` (leapfrog steps, counted as
-        potential evaluations) and ``tree_depth`` (``n_steps.bit_length()``: the doublings of the tree).
+        In the frame of ``X``, with sample stats ``diverging``, ``step_size``, ``n_steps`` (leapfrog
+        steps) and ``tree_depth`` (the doublings Pyro's NUTS kept, its own count: a last subtree
+        abandoned because it turned or diverged is not counted; ``max_tree_depth`` when the limit
+        stopped the tree), from :class:`_RecordingNUTS`.
     """
     target_accept_prob = check_real(
         "target_accept_prob", target_accept_prob, low=0.0, high=1.0, low_open=True, high_open=True
@@ -540,10 +581,12 @@ def run_svi(
     Parameters
     ----------
     X : tensor of shape (n_samples, n_features)
+        The rows to fit (``fit_posterior`` passes ``data.rows``).
     n_clusters : int
     method : {"svi", "map"}
     sigma : float > 0, optional
     priors : Priors
+        In the frame of ``X`` (``fit_posterior`` passes ``priors.shifted(data.offset)``).
     num_samples, num_chains : int
         Draws from the fitted guide, shaped as ``num_chains`` chains of ``num_samples`` (independent
         draws: the chains are a formatting convention here). MAP repeats its point.
@@ -568,7 +611,7 @@ def run_svi(
     Returns
     -------
     PosteriorDraws
-        With attributes ``guide``, ``num_steps``, ``batch_size`` (N when not given) and, for MAP,
+        In the frame of ``X``, with attributes ``guide``, ``num_steps``, ``batch_size`` (N when not given) and, for MAP,
         ``point_estimate_repeated=1``.
     """
     num_steps = check_positive_int("num_steps", num_steps)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .data import prepare_data
 from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
 from .validation import check_means, check_positive_int
@@ -94,6 +95,8 @@ def stephens_permutations(
     Parameters
     ----------
     X : tensor of shape (n_samples, n_features)
+        Rows in the frame of ``means`` (for accuracy, ``data.rows`` of
+        :func:`~kmeans_limit.inference.data.prepare_data` with means moved by ``data.to_rows``).
     weights : tensor of shape (n_draws, n_clusters)
     means : tensor of shape (n_draws, n_clusters, n_features)
     sigma : tensor of shape (n_draws,)
@@ -177,7 +180,8 @@ def relabel(
         if reference.shape[0] != means.shape[1]:
             raise ValueError(f"reference has {reference.shape[0]} centroids but the fit has {means.shape[1]}")
     perms = pivot_permutations(means, reference)
-    if method == "stephens":
-        X = torch.as_tensor(np.asarray(idata.observed_data["x"].values, np.float64))
-        perms, _ = stephens_permutations(X, weights, means, sigma, init=perms, max_iter=max_iter)
+    if method == "stephens":  # rows meet means: both moved by the data's offset first (prepare_data)
+        data = prepare_data(np.asarray(idata.observed_data["x"].values, np.float64))
+        rows_means = data.to_rows(means)
+        perms, _ = stephens_permutations(data.rows, weights, rows_means, sigma, init=perms, max_iter=max_iter)
     return _permuted(idata, perms, method)

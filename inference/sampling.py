@@ -8,7 +8,7 @@ import pyro
 import torch
 from pyro.infer import Predictive
 
-from ..models import Priors, spherical_gmm
+from ..models import Priors, prior_mean, spherical_gmm
 from .validation import check_means, check_positive_int, check_seed, check_sigma, check_weights, pyro_seed
 
 __all__ = ["GeneratedData", "PriorDraws", "sample_from", "sample_prior"]
@@ -67,9 +67,10 @@ def sample_prior(
     sigma : float >= 0, optional
         Fixed σ (0 gives the k-means limit: every x is a centroid); ``None`` draws σ from its prior.
     priors : Priors, optional
+        ``Priors()`` by default; ``m0`` one value or one per feature (n_features of them).
     num_datasets : int, default 1
         Independent data sets, drawn at once (``Predictive`` vectorized over a leading dimension).
-    seed : int, default 0
+    seed : int in [0, 2**32 - 1], default 0
         The draws depend on it alone; the caller's global RNG state is left as it was.
     dtype : torch.dtype, default torch.float64
 
@@ -85,13 +86,15 @@ def sample_prior(
     priors = Priors() if priors is None else priors
     if not isinstance(priors, Priors):
         raise ValueError(f"priors should be a kmeans_limit.Priors, got {type(priors).__name__}")
+    prior_mean(priors, n_features, torch.zeros((), dtype=dtype))  # a per-feature m0 of another length raises
+    seed = check_seed(seed)
     predictive = Predictive(
         spherical_gmm,
         num_samples=num_datasets,
         parallel=True,
         return_sites=("weights", "means", "sigma", "z", "x"),
     )
-    with pyro_seed(check_seed(seed)):
+    with pyro_seed(seed):
         draws = predictive(
             n_clusters=n_clusters,
             n_features=n_features,
@@ -123,7 +126,7 @@ def sample_from(means, n_samples: int, *, weights=None, sigma: float, seed: int 
         Mixing weights on the simplex; equal weights when not given.
     sigma : float >= 0
         0 returns the centroids themselves (``x_n = means[z_n]``).
-    seed : int, default 0
+    seed : int in [0, 2**32 - 1], default 0
         The caller's global RNG state is left as it was.
 
     Returns

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from .data import prepare_data
 from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
 from .validation import as_data, check_positive_int
@@ -24,15 +25,27 @@ __all__ = [
 MAX_COCLUSTERING_SAMPLES = 2000
 
 
-def _data(idata: az.InferenceData, X) -> torch.Tensor:
-    """``X`` checked against the fit, or the fit's observed data, as float64."""
+def _rows_and_draws(idata: az.InferenceData, X) -> tuple[torch.Tensor, ...]:
+    """Rows and draws in one frame, in float64: ``X`` (the fit's observed data by default), prepared
+    by :func:`~kmeans_limit.inference.data.prepare_data`, and the posterior draws with their means
+    moved by the same offset (responsibilities do not change under the shift; the expansion of
+    ‖x − μ‖² does not cancel on centred rows as it would far from the origin).
+
+    Returns
+    -------
+    rows : tensor of shape (n_samples, n_features)
+    weights, means, sigma : tensors of shapes (n_draws, K), (n_draws, K, D), (n_draws,)
+    """
     observed = np.asarray(idata.observed_data["x"].values, np.float64)
     if X is None:
-        return torch.as_tensor(observed)
-    X = as_data(X).to(torch.float64).cpu()
-    if X.shape[1] != observed.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} features but the fit has {observed.shape[1]}")
-    return X
+        X = torch.as_tensor(observed)
+    else:
+        X = as_data(X).to(torch.float64).cpu()
+        if X.shape[1] != observed.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} features but the fit has {observed.shape[1]}")
+    data = prepare_data(X)
+    weights, means, sigma = posterior_tensors(idata)
+    return data.rows, weights, data.to_rows(means), sigma
 
 
 def _draw_chunks(n_draws: int, n_rows: int, n_clusters: int):
@@ -56,8 +69,7 @@ def assignment_probabilities(idata: az.InferenceData, X=None) -> np.ndarray:
     ndarray of shape (n_samples, n_clusters)
         Rows sum to 1.
     """
-    X = _data(idata, X)
-    weights, means, sigma = posterior_tensors(idata)
+    X, weights, means, sigma = _rows_and_draws(idata, X)
     n_draws, n_clusters = weights.shape
     total = X.new_zeros(X.shape[0], n_clusters)
     for rows in chunk_rows(X.shape[0], 1, max(1, CHUNK_ENTRIES // (n_draws * n_clusters))):
@@ -82,14 +94,13 @@ def coclustering_matrix(idata: az.InferenceData, X=None, *, max_draws: int = 100
     ndarray of shape (n_samples, n_samples)
         Symmetric, with values in [0, 1].
     """
-    X = _data(idata, X)
+    X, weights, means, sigma = _rows_and_draws(idata, X)
     if X.shape[0] > MAX_COCLUSTERING_SAMPLES:
         raise ValueError(
             f"coclustering_matrix builds an N × N matrix: n_samples={X.shape[0]} should be <= "
             f"{MAX_COCLUSTERING_SAMPLES}; pass a subset of rows as X"
         )
     max_draws = check_positive_int("max_draws", max_draws)
-    weights, means, sigma = posterior_tensors(idata)
     keep = torch.linspace(0, weights.shape[0] - 1, min(max_draws, weights.shape[0])).round().long().unique()
     weights, means, sigma = weights[keep], means[keep], sigma[keep]
     total = X.new_zeros(X.shape[0], X.shape[0])

@@ -19,6 +19,7 @@ __all__ = [
     "check_seed",
     "check_sigma",
     "check_weights",
+    "derive_seeds",
     "make_generator",
     "pyro_seed",
 ]
@@ -203,20 +204,55 @@ def check_sample_weight(
     return weight
 
 
+#: Public seeds are integers in [0, SEED_BOUND): scikit-learn's ``random_state`` range, NumPy's, and
+#: what ``pyro.set_rng_seed`` takes.
+SEED_BOUND = 2**32
+
+
 def check_seed(seed) -> int:
-    """The seed as an int in [0, 2**32 - 1] (NumPy's range, which Pyro's seeding also sets)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+    """The seed as an int in [0, 2**32 - 1]: the one rule for every public ``seed`` of the package.
+
+    It is scikit-learn's ``random_state`` range and NumPy's, which Pyro's seeding also sets. Seeds
+    derived from it (one a chain, a σ, a restart) come from :func:`derive_seeds` and stay in range.
+
+    Raises
+    ------
+    ValueError
+        For anything but an integer in that range (``bool`` included), naming the value.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_BOUND:
         raise ValueError(f"seed={seed!r} should be an integer in [0, 2**32 - 1]")
     return int(seed)
 
 
+def derive_seeds(seed, n: int) -> list[int]:
+    """``n`` independent seeds in [0, 2**32 - 1] derived from ``seed``, never ``seed + i``.
+
+    Parameters
+    ----------
+    seed : int in [0, 2**32 - 1]
+    n : int >= 0
+
+    Returns
+    -------
+    list of int
+        ``numpy.random.SeedSequence(seed).generate_state(n, dtype=uint32)``: the first ``m`` of them
+        do not depend on ``n``, and nearby seeds give unrelated lists (``seed + i`` would leave the
+        range at ``seed = 2**32 - 1`` and make the runs of seeds s and s + 1 overlap).
+    """
+    seed = check_seed(seed)
+    n = check_positive_int("n", n, minimum=0)
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)]
+
+
 def make_generator(seed, device: torch.device | str = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (the core's explicit randomness)."""
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (the core's explicit randomness).
+
+    ``seed`` follows the rule of :func:`check_seed` (an integer in [0, 2**32 - 1]): every public
+    function that takes a seed and draws with torch comes through here, so one rule holds for all.
+    """
     generator = torch.Generator(device=device)
-    # torch takes any 64-bit seed (the cores derive such seeds); the 2**32 cap is for public seeds only.
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed={seed!r} should be an integer in [0, 2**64 - 1]")
-    generator.manual_seed(int(seed))
+    generator.manual_seed(check_seed(seed))
     return generator
 
 

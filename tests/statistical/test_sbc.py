@@ -12,8 +12,12 @@ from scipy.stats import chisquare
 
 from kmeans_limit.inference import fit_posterior, sample_prior
 from kmeans_limit.inference.density import pointwise_log_likelihood
+from kmeans_limit.models import Priors
 
 N_SAMPLES, N_CLUSTERS, N_FEATURES = 30, 2, 1
+#: The prior the data are drawn from, and the one the fits must use: fit_posterior's default is scaled
+#: to each data set, another prior, which SBC would rightly find miscalibrated.
+PRIORS = Priors()
 N_BINS = 10
 
 
@@ -38,11 +42,18 @@ def posterior_values(idata, thin: int) -> dict[str, np.ndarray]:
 def sbc_ranks(n_datasets: int, thin: int, **fit_kwargs) -> tuple[dict[str, np.ndarray], int]:
     """Ranks of the true values among the posterior draws, per quantity; and the number of draws L."""
     draws = sample_prior(
-        N_SAMPLES, n_clusters=N_CLUSTERS, n_features=N_FEATURES, num_datasets=n_datasets, seed=2024
+        N_SAMPLES,
+        n_clusters=N_CLUSTERS,
+        n_features=N_FEATURES,
+        priors=PRIORS,
+        num_datasets=n_datasets,
+        seed=2024,
     )
     ranks = {"sigma": [], "max_weight": [], "log_lik": []}
     for r in range(n_datasets):
-        idata = fit_posterior(draws.x[r], N_CLUSTERS, seed=r, progress=False, relabel=False, **fit_kwargs)
+        idata = fit_posterior(
+            draws.x[r], N_CLUSTERS, priors=PRIORS, seed=r, progress=False, relabel=False, **fit_kwargs
+        )
         truth, posterior = prior_values(draws, r), posterior_values(idata, thin)
         for name in ranks:
             ranks[name].append(int((posterior[name] < truth[name]).sum()))

@@ -27,13 +27,13 @@ def draws(n_draws=4, n_clusters=3, n_features=3, seed=1):
     return weights, means, sigma
 
 
-def marginal_trace(X, weights, means, sigma, fixed_sigma=None):
+def marginal_trace(X, weights, means, sigma, fixed_sigma=None, priors=PRIORS):
     data = {"weights": weights, "means": means}
     if fixed_sigma is None:
         data["sigma"] = sigma
     conditioned = pyro.condition(spherical_gmm_marginal, data=data)
     return pyro.poutine.trace(conditioned).get_trace(
-        X, n_clusters=weights.shape[-1], sigma=fixed_sigma, priors=PRIORS
+        X, n_clusters=weights.shape[-1], sigma=fixed_sigma, priors=priors
     )
 
 
@@ -75,3 +75,16 @@ def test_float32_densities_stay_float32():
     weights, means, sigma = (t.float() for t in draws(n_features=2))
     assert pointwise_log_likelihood(X, weights, means, sigma).dtype == torch.float32
     assert log_prior(weights, means, sigma, PRIORS).dtype == torch.float32
+
+
+def test_log_prior_with_one_m0_a_feature_equals_the_program(X):
+    priors = Priors(alpha=0.7, m0=(5.0, -3.0, 100.0), tau0=1.3, a0=3.0, b0=1.1)
+    weights, means, sigma = draws()
+    lp = log_prior(weights, means, sigma, priors)
+    for m in range(weights.shape[0]):
+        trace = marginal_trace(X, weights[m], means[m], sigma[m], priors=priors)
+        trace.compute_log_prob()
+        program = sum(trace.nodes[name]["log_prob_sum"] for name in ("weights", "means", "sigma"))
+        assert torch.isclose(lp[m], program, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="priors.m0 has 3 values but the data have n_features=2"):
+        log_prior(weights, means[..., :2], sigma, priors)

@@ -25,6 +25,7 @@ from kmeans_limit.inference.gibbs import (
 from kmeans_limit.models import Priors, spherical_gmm
 
 PRIORS = Priors(alpha=1.5, m0=0.3, tau0=1.7, a0=2.5, b0=0.8)
+PER_FEATURE = Priors(alpha=1.5, m0=(3.0, -20.0), tau0=1.7, a0=2.5, b0=0.8)  # one m0 a feature
 K = 3
 
 
@@ -48,13 +49,13 @@ def stats_of(X, z) -> AssignmentStats:
     return AssignmentStats(one_hot.sum(-1)[None], (one_hot @ X)[None], (one_hot @ (X * X).sum(-1))[None])
 
 
-def log_joint(X, z, state, fixed_sigma=None) -> float:
+def log_joint(X, z, state, fixed_sigma=None, priors=PRIORS) -> float:
     """``log p(X, z, weights, means, sigma)`` from the program's trace (σ a site unless fixed)."""
     data = {"weights": state.weights[0], "means": state.means[0], "z": z}
     if fixed_sigma is None:
         data["sigma"] = state.sigma[0]
     trace = pyro.poutine.trace(pyro.condition(spherical_gmm, data=data)).get_trace(
-        X, n_clusters=K, sigma=fixed_sigma, priors=PRIORS
+        X, n_clusters=K, sigma=fixed_sigma, priors=priors
     )
     return trace.log_prob_sum().item()
 
@@ -77,15 +78,17 @@ def test_weights_conditional_matches_the_joint(problem):
     )
 
 
+@pytest.mark.parametrize("priors", [PRIORS, PER_FEATURE], ids=["m0", "per-feature-m0"])
 @pytest.mark.parametrize("fixed_sigma", [None, 0.9])
-def test_means_conditional_matches_the_joint(problem, fixed_sigma):
+def test_means_conditional_matches_the_joint(problem, fixed_sigma, priors):
     X, z, state = problem
-    loc, scale = means_conditional(stats_of(X, z), state.sigma, PRIORS)
+    loc, scale = means_conditional(stats_of(X, z), state.sigma, priors)
     conditional = dist.Normal(loc[0], scale[0][:, None])
     values = torch.randn(5, K, 2, dtype=torch.float64)
     assert_constant(
         [
-            conditional.log_prob(v).sum().item() - log_joint(X, z, state._replace(means=v[None]), fixed_sigma)
+            conditional.log_prob(v).sum().item()
+            - log_joint(X, z, state._replace(means=v[None]), fixed_sigma, priors)
             for v in values
         ]
     )

@@ -1,6 +1,7 @@
 """The flat coordinates and closed-form potential behind method="nuts", held against Pyro's own."""
 
 import math
+import sys
 
 import numpy as np
 import pyro
@@ -10,6 +11,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.ops.integrator import potential_grad
 
 from kmeans_limit.inference import pyro_samplers as samplers
+from kmeans_limit.inference.data import prepare_data
 from kmeans_limit.inference.kernels import serial_if_small
 from kmeans_limit.models import Priors
 
@@ -62,7 +64,11 @@ def test_the_potential_in_chunks_equals_one_pass(X):
 
 
 def test_float32_data_give_a_float32_potential_close_to_float64():
-    """Far from the origin at small σ: without centring, float32 loses the potential to cancellation."""
+    """Far from the origin at small σ: the potential runs on the rows prepare_data centred, θ moved with them.
+
+    The potential no longer centres on its own: on the raw float32 rows it loses the value to
+    cancellation (off by 6.4 in 12132), on prepare_data's rows it keeps it.
+    """
     generator = torch.Generator().manual_seed(0)
     centres = torch.tensor([[100.0, 100.0], [101.0, 100.0]], dtype=torch.float64)
     X = centres[torch.arange(2).repeat(50)] + 0.05 * torch.randn(
@@ -71,14 +77,19 @@ def test_float32_data_give_a_float32_potential_close_to_float64():
     layout = samplers.FlatLayout(2, 2, True)
     theta = layout.pack(torch.tensor([0.4, 0.6]).double(), centres + 0.01, torch.tensor(0.05).double())
     exact, exact_grads = samplers.ClosedFormPotential(X, layout, PRIORS).value_and_grad({"theta": theta})
-    value, grads = samplers.ClosedFormPotential(X.float(), layout, PRIORS).value_and_grad(
-        {"theta": theta.float()}
+    data = prepare_data(X.float())
+    assert data.centred
+    offset = data.offset.double()
+    moved = layout.pack(
+        torch.tensor([0.4, 0.6]).double(), centres + 0.01 - offset, torch.tensor(0.05).double()
     )
+    potential = samplers.ClosedFormPotential(data.rows, layout, PRIORS.shifted(data.offset))
+    value, grads = potential.value_and_grad({"theta": moved.float()})
     assert value.dtype == grads["theta"].dtype == torch.float32
-    assert abs(value.item() - exact.item()) < 1e-6 * abs(exact.item())  # uncentred: off by 6.6 in 12132
-    assert torch.allclose(
-        grads["theta"].double(), exact_grads["theta"], rtol=1e-3, atol=0.1
-    )  # uncentred: by 51
+    assert abs(value.item() - exact.item()) < 1e-6 * abs(exact.item())
+    assert torch.allclose(grads["theta"].double(), exact_grads["theta"], rtol=1e-3, atol=0.1)
+    raw, _ = samplers.ClosedFormPotential(X.float(), layout, PRIORS).value_and_grad({"theta": theta.float()})
+    assert abs(raw.item() - exact.item()) > 1.0  # the cancellation prepare_data's centring removes
 
 
 @pytest.mark.parametrize(("log_sigma", "finite"), [(800.0, True), (-800.0, False), (math.nan, False)])
@@ -140,3 +151,66 @@ def test_gradient_nuts_takes_the_steps_of_pyros_nuts():
     pyros, pyro_calls = run_chain(NUTS, X, layout)
     assert our_calls == pyro_calls > 30
     assert torch.allclose(ours, pyros, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel_class", [samplers._RecordingNUTS, samplers._GradientNUTS])
+def test_the_recorded_tree_depth_is_pyros_own(kernel_class):
+    """``tree_depth`` is the value of the ``tree_depth`` local of Pyro's ``NUTS.sample`` at its return,
+    read here by a trace function; ``n_steps`` the leapfrog steps (potential evaluations)."""
+    generator = torch.Generator().manual_seed(1)
+    X = torch.randn(30, 2, generator=generator, dtype=torch.float64) + torch.tensor(
+        [[3.0, 0.0], [-3.0, 0.0]]
+    ).repeat(15, 1)
+    layout = samplers.FlatLayout(2, 2, True)
+    potential = samplers.ClosedFormPotential(X, layout, PRIORS)
+    kernel = kernel_class(potential_fn=potential, max_tree_depth=4)
+    seen, recorded, calls_before = [], [], [0]
+
+    def local(frame, event, arg):
+        if event == "return":
+            seen.append(frame.f_locals["tree_depth"])
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code is NUTS.sample.__code__ else None
+
+    def hook(kernel, params, stage, i):
+        recorded.append((kernel.tree_depth, kernel.n_steps, potential.n_calls - calls_before[0]))
+        calls_before[0] = potential.n_calls
+
+    mcmc = MCMC(
+        kernel,
+        num_samples=20,
+        warmup_steps=10,
+        initial_params={"theta": layout.pack(**samplers._init_values(X, 2, None, 0))},
+        hook_fn=hook,
+        disable_progbar=True,
+    )
+    sys.settrace(tracer)
+    try:
+        with pyro.poutine.seed(rng_seed=0):
+            mcmc.run()
+    finally:
+        sys.settrace(None)
+    depths = [depth for depth, _, _ in recorded]
+    assert depths == seen and len(seen) == 30
+    sample = recorded[10:]  # warm-up transitions also run the step-size search: evaluations differ there
+    assert all(n_steps == calls for _, n_steps, calls in sample), sample
+    # A U-turn inside the last subtree stops Pyro's loop before it counts that subtree:
+    # n_steps.bit_length() then reports one more than Pyro's depth.
+    assert any(int(n).bit_length() == depth + 1 for depth, n, _ in sample)
+    assert max(depths) <= 4
+
+
+def test_the_private_pyro_methods_we_replace_have_the_signatures_we_rely_on():
+    """_GradientNUTS and _RecordingNUTS override private NUTS methods of Pyro 1.9 (pinned <1.10)."""
+    import inspect
+
+    assert pyro.__version__.startswith("1.9.")
+    assert list(inspect.signature(NUTS._build_basetree).parameters) == [
+        "self", "z", "r", "z_grads", "log_slice", "direction", "energy_current"
+    ]  # fmt: skip
+    assert list(inspect.signature(NUTS._build_tree).parameters) == [
+        "self", "z", "r", "z_grads", "log_slice", "direction", "tree_depth", "energy_current"
+    ]  # fmt: skip
+    assert {"turning", "diverging", "num_proposals"} <= set(samplers._TreeInfo._fields)

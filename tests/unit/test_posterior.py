@@ -15,12 +15,27 @@ from kmeans_limit.inference import (
     invariant_summary,
 )
 from kmeans_limit.inference import pyro_samplers as samplers
+from kmeans_limit.inference.data import prepare_data
+from kmeans_limit.inference.density import pointwise_log_likelihood
+from kmeans_limit.inference.idata import PosteriorDraws, to_inference_data
 from kmeans_limit.inference.summaries import MAX_COCLUSTERING_SAMPLES
 from kmeans_limit.models import Priors, spherical_gmm_marginal
 
 QUICK = {"progress": False, "num_samples": 40, "num_warmup": 20, "num_chains": 2}
 NUTS_QUICK = {"method": "nuts", "progress": False, "num_samples": 15, "num_warmup": 15, "num_chains": 2}
 SVI_QUICK = {"progress": False, "num_samples": 20, "num_chains": 2, "num_steps": 30}
+
+
+def priors_of(idata) -> Priors:
+    """The priors a fit recorded in its attributes."""
+    attrs = idata.posterior.attrs
+    return Priors(
+        alpha=attrs["prior_alpha"],
+        m0=tuple(np.asarray(attrs["prior_m0"]).tolist()),
+        tau0=attrs["prior_tau0"],
+        a0=attrs["prior_a0"],
+        b0=attrs["prior_b0"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +101,7 @@ def test_log_likelihood_is_the_marginal_by_hand_and_by_the_program(gibbs_fit, bl
         assert torch.allclose(stored, by_hand, atol=1e-10)
         data = {"weights": weights, "means": means, "sigma": sigma}
         trace = pyro.poutine.trace(pyro.condition(spherical_gmm_marginal, data=data)).get_trace(
-            X, n_clusters=3
+            X, n_clusters=3, priors=priors_of(gibbs_fit)
         )
         trace.compute_log_prob()
         assert torch.allclose(stored, trace.nodes["x"]["log_prob"], atol=1e-10)
@@ -95,17 +110,31 @@ def test_log_likelihood_is_the_marginal_by_hand_and_by_the_program(gibbs_fit, bl
 
 
 def test_log_likelihood_of_float32_data_is_computed_in_float64():
-    """Far from the origin and at small σ, float32 would lose the log-density to cancellation."""
+    """Far from the origin and at small σ, float32 would lose the log-density to cancellation.
+
+    The draws of a float32 sampler on the centred rows are moved to float64 exactly; the stored
+    log-likelihood is that of those draws, computed in float64 (the means stored in data units are
+    float32 roundings of them, 3e-7 off at 5, which moves log p by up to 1e-4 at σ = 0.01).
+    """
     generator = torch.Generator().manual_seed(0)
     X = (torch.tensor([5.0, 5.0]) + 0.01 * torch.randn(40, 2, generator=generator)).float()
-    idata = fit_posterior(X, 1, sigma=0.01, num_samples=5, num_warmup=5, num_chains=1, progress=False)
+    data = prepare_data(X)
+    assert data.centred
+    means_rows = (0.005 * torch.randn(1, 3, 2, 2, generator=generator)).float()  # (chain, draw, K, D)
+    weights = torch.tensor([0.3, 0.7]).expand(1, 3, 2)
+    draws = PosteriorDraws(weights, means_rows, torch.full((1, 3), 0.01), {}, {})
+    idata = to_inference_data(draws, data, sigma=0.01, priors=Priors(m0=5.0), attrs={})
     stored = torch.as_tensor(idata.log_likelihood["x"].values[0, 0])
-    means = torch.as_tensor(idata.posterior["means"].values[0, 0]).double()
-    sigma = float(idata.posterior["sigma"].values[0, 0])  # 0.01 as float32 holds it
-    d2 = ((X.double() - means[0]) ** 2).sum(-1)
-    exact = -d2 / (2 * sigma**2) - math.log(2 * math.pi * sigma**2)
+    means = means_rows[0, 0].double() + data.offset.double()  # exactly the sampler's draw, in data units
+    sigma = float(torch.tensor(0.01).float())
+    d2 = ((X.double()[:, None, :] - means[None]) ** 2).sum(-1)
+    log_w = weights[0, 0].double().log()
+    exact = torch.logsumexp(log_w - d2 / (2 * sigma**2), -1) - math.log(2 * math.pi * sigma**2)
     assert stored.dtype == torch.float64
-    assert torch.allclose(stored, exact, rtol=0, atol=1e-6)  # float32 arithmetic: errors of 1e-2
+    assert torch.allclose(stored, exact, rtol=0, atol=1e-9)
+    in_float32 = pointwise_log_likelihood(X, weights[0, :1], means[None].float(), torch.tensor([sigma]))[0]
+    assert (in_float32.double() - exact).abs().max() > 1e-3  # what float32 arithmetic in data units loses
+    np.testing.assert_array_equal(idata.observed_data["x"].values, X.numpy())  # the user's X, as given
 
 
 def test_gibbs_recovers_the_blobs(gibbs_fit, blobs):
@@ -123,7 +152,8 @@ def test_nuts_layout_and_its_sample_stats(blobs):
     assert {"lp", "diverging", "step_size", "tree_depth", "n_steps"} <= set(stats.data_vars)
     assert stats["diverging"].dtype == bool and stats["diverging"].shape == (2, 15)
     assert (stats["step_size"] > 0).all() and (stats["n_steps"] >= 1).all()
-    assert (stats["tree_depth"] == np.vectorize(lambda n: int(n).bit_length())(stats["n_steps"])).all()
+    depth, n_steps = stats["tree_depth"].values, stats["n_steps"].values
+    assert ((2**depth - 1 <= n_steps) & (n_steps <= 2 ** (depth + 1) - 1)).all()  # a tree of that depth
     assert idata.posterior.attrs["method"] == "nuts" and idata.posterior.attrs["potential"] == "closed_form"
 
 
@@ -263,8 +293,7 @@ def test_bad_input_names_the_value(X, kwargs, match):
 
 def test_nuts_and_svi_raise_on_non_finite_values(monkeypatch, blobs):
     layout = samplers.FlatLayout(n_clusters=2, n_features=2, learn_sigma=True)
-    potential = samplers._ProgramPotential(lambda p: 0.0, layout)
-    recorder = samplers._NutsRecorder(potential, layout, num_samples=3, chain=1)
+    recorder = samplers._NutsRecorder(layout, num_samples=3, chain=1)
     theta = torch.zeros(layout.size)
     theta[-1] = float("nan")  # log σ, the last coordinate
     with pytest.raises(

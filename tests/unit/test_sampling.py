@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from kmeans_limit.inference import sample_from, sample_prior
+from kmeans_limit.models import Priors
 
 MEANS = torch.tensor([[0.0, 0.0], [5.0, 5.0]], dtype=torch.float64)
 
@@ -92,3 +93,12 @@ def test_sample_prior_bad_input(kwargs, match):
     args = {"n_clusters": 2, "n_features": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         sample_prior(10, **args)
+
+
+def test_prior_draws_with_one_m0_a_feature():
+    priors = Priors(m0=(100.0, -5.0), tau0=0.5)
+    draws = sample_prior(3, n_clusters=4, n_features=2, priors=priors, num_datasets=500, seed=1)
+    centre = draws.means.reshape(-1, 2).mean(0)
+    assert (centre - torch.tensor([100.0, -5.0], dtype=torch.float64)).abs().max() < 4 * 0.5 / 2000**0.5
+    with pytest.raises(ValueError, match="priors.m0 has 2 values but the data have n_features=3"):
+        sample_prior(3, n_clusters=2, n_features=3, priors=priors)
