@@ -51,18 +51,31 @@ def _parameters(idata: az.InferenceData, reference: np.ndarray | None) -> xr.Dat
     return xr.Dataset(data)
 
 
+def is_point_estimate(idata: az.InferenceData) -> bool:
+    """Whether a fit is one point repeated (MAP: ``point_estimate_repeated`` in its attrs), not draws."""
+    return bool(idata.posterior.attrs.get("point_estimate_repeated", 0))
+
+
 def _in_mcse(difference: float, mcse: float) -> float:
-    """``difference / mcse``: 0 when both vanish (constant draws, as MAP's), ±inf for a gap without noise."""
-    if mcse > 0:
-        return difference / mcse
-    return 0.0 if difference == 0 else float(np.copysign(np.inf, difference))
+    """``difference / mcse``; NaN when there is no Monte-Carlo error to measure it in (two points)."""
+    return difference / mcse if mcse > 0 else float("nan")
 
 
-def _pair_rows(name_a, a: xr.Dataset, name_b, b: xr.Dataset) -> list[dict]:
+def _spread(sd: xr.Dataset, point: bool) -> xr.Dataset:
+    """The sds of a fit's draws, NaN for a point estimate (which has no spread, not a spread of 0)."""
+    return sd * np.nan if point else sd
+
+
+def _pair_rows(name_a, a: xr.Dataset, name_b, b: xr.Dataset, points: tuple[bool, bool]) -> list[dict]:
     """One row per parameter of the comparison of fits ``a`` and ``b`` (see compare_posteriors)."""
     mean_a, mean_b = a.mean(("chain", "draw")), b.mean(("chain", "draw"))
-    sd_a, sd_b = a.std(("chain", "draw")), b.std(("chain", "draw"))
-    mcse_a, mcse_b = az.mcse(a, method="mean"), az.mcse(b, method="mean")
+    sd_a = _spread(a.std(("chain", "draw")), points[0])
+    sd_b = _spread(b.std(("chain", "draw")), points[1])
+    # A point estimate has no Monte-Carlo error (and az.mcse of constant draws is 0 only up to rounding).
+    mcse_a, mcse_b = (
+        fit.mean(("chain", "draw")) * 0.0 if point else az.mcse(fit, method="mean")
+        for fit, point in zip((a, b), points, strict=True)
+    )
     rows = []
     for var in a.data_vars:
         diff = float(mean_a[var] - mean_b[var])
@@ -71,6 +84,8 @@ def _pair_rows(name_a, a: xr.Dataset, name_b, b: xr.Dataset) -> list[dict]:
                 "a": name_a,
                 "b": name_b,
                 "parameter": var,
+                "point_a": points[0],
+                "point_b": points[1],
                 "mean_a": float(mean_a[var]),
                 "mean_b": float(mean_b[var]),
                 "z_mcse": _in_mcse(diff, float(np.hypot(mcse_a[var], mcse_b[var]))),
@@ -100,6 +115,9 @@ def compare_posteriors(fits: dict[str, az.InferenceData]) -> pd.DataFrame:
         ``means[k,d]``): the posterior means, ``z_mcse`` = (mean_a − mean_b) / √(mcse_a² + mcse_b²)
         with MCSEs from ``az.mcse``, the sds and their ratio, and the energy distance between the two
         sets of draws (``scipy.stats.energy_distance``, 0 for identical distributions).
+        ``point_a``/``point_b`` say when a fit is a point estimate (MAP): it has no spread, so its
+        sd and the sd ratio are NaN, its mean is the point (no Monte-Carlo error: ``z_mcse`` measures
+        the gap in the other fit's MCSE, and is NaN between two points).
     """
     if len(fits) < 2:
         raise ValueError(f"compare_posteriors needs at least two fits, got {len(fits)}")
@@ -112,7 +130,8 @@ def compare_posteriors(fits: dict[str, az.InferenceData]) -> pd.DataFrame:
     rows = []
     for (name_a, a), (name_b, b) in itertools.combinations(params.items(), 2):
         common = [v for v in a.data_vars if v in b.data_vars]
-        rows += _pair_rows(name_a, a[common], name_b, b[common])
+        points = (is_point_estimate(fits[name_a]), is_point_estimate(fits[name_b]))
+        rows += _pair_rows(name_a, a[common], name_b, b[common], points)
     return pd.DataFrame(rows)
 
 

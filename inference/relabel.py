@@ -22,7 +22,14 @@ from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
 from .validation import check_means, check_positive_int
 
-__all__ = ["METHODS", "pivot_permutations", "relabel", "stephens_permutations"]
+__all__ = [
+    "CANONICAL_REFERENCE",
+    "METHODS",
+    "canonical_reference",
+    "pivot_permutations",
+    "relabel",
+    "stephens_permutations",
+]
 
 METHODS = ("pivot", "stephens")
 
@@ -146,6 +153,43 @@ def _permuted(idata: az.InferenceData, perms: torch.Tensor, method: str) -> az.I
     return new
 
 
+#: What ``relabel_reference`` says of the default labels of :func:`~kmeans_limit.inference.fit_posterior`.
+CANONICAL_REFERENCE = "annealed hard fit, components by decreasing weight"
+
+
+def canonical_reference(X, n_clusters: int, *, seed: int = 0) -> torch.Tensor:
+    """The centroids every posterior fit is relabelled to by default: one order for separate runs.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features), or Data
+    n_clusters : int
+    seed : int, default 0
+        Of the annealing (which is deterministic but for the jitter of its splits).
+
+    Returns
+    -------
+    tensor of shape (n_clusters, n_features)
+        The hard k-means fit of :func:`~kmeans_limit.inference.anneal` (a Lloyd fixed point), in the
+        data's units, its components ordered by decreasing weight (the fraction of rows nearest
+        them), ties broken by the coordinates in order.
+
+    Notes
+    -----
+    Posterior comparison studies fit the same data by several methods in separate runs; each run's
+    raw labels are arbitrary (the posterior is symmetric under the K! relabelings). Pivoting every
+    run to this one reference (:func:`relabel`) makes component k mean the same cluster in all of
+    them: the heaviest cluster of the hard fit is component 0.
+    """
+    from .anneal import anneal  # anneal → lloyd → ...: imported when needed
+
+    fit = anneal(X, n_clusters, seed=seed)
+    means = fit.means.detach().cpu().double()
+    keys = [means[:, d].numpy() for d in reversed(range(means.shape[1]))]
+    order = np.lexsort([*keys, -fit.weights.detach().cpu().double().numpy()])
+    return means[torch.as_tensor(order)]
+
+
 def relabel(
     idata: az.InferenceData, method: str = "pivot", reference=None, *, max_iter: int = 100
 ) -> az.InferenceData:
@@ -158,7 +202,8 @@ def relabel(
         ``sample_stats.lp``; ``observed_data.x`` for Stephens).
     method : {"pivot", "stephens"}, default "pivot"
     reference : array-like of shape (n_clusters, n_features), optional
-        Centroids to pivot to (for instance a k-means solution). By default the means of the draw of
+        Centroids to pivot to (for instance :func:`canonical_reference`, which
+        :func:`~kmeans_limit.inference.fit_posterior` uses). By default the means of the draw of
         highest ``lp`` (the MAP draw). Stephens starts from the pivot solution.
     max_iter : int, default 100
         Iterations of Stephens' algorithm.

@@ -80,6 +80,20 @@ class Priors:
             raise ValueError(f"m0 has {len(m0)} values but the data have n_features={len(offset)}")
         return replace(self, m0=tuple(m - o for m, o in zip(m0, offset, strict=True)))
 
+    def rescaled(self, scale: float) -> Priors:
+        """These priors for data divided by ``scale > 0``: ``m0 / scale``, ``tau0 / scale``, ``b0 / scale²``.
+
+        ``alpha`` and ``a0`` have no units. If ``σ²_y ~ InverseGamma(a0, b0 / scale²)`` then
+        ``scale² σ²_y ~ InverseGamma(a0, b0)``: the posterior of ``(scale·μ, scale·σ, weights)`` on the
+        divided data is the posterior of ``(μ, σ, weights)`` on the data.
+        """
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale={scale!r} should be a finite number > 0")
+        if scale == 1.0:
+            return self
+        m0 = tuple(m / scale for m in self.m0) if isinstance(self.m0, tuple) else self.m0 / scale
+        return replace(self, m0=m0, tau0=self.tau0 / scale, b0=self.b0 / scale**2)
+
 
 def _check_m0(m0) -> float | tuple[float, ...]:
     """``m0`` as a finite float, or a non-empty tuple of finite floats."""
