@@ -14,9 +14,10 @@ from pathlib import Path
 
 import click
 
-from . import _jobs
 from ._progress import Progress
-from .inference.validation import check_sigma
+
+# Nothing heavy is imported here: torch, Pyro, arviz, scikit-learn and matplotlib are loaded by the
+# commands that need them (``from . import _jobs`` inside each), so --help and --version start at once.
 
 METHODS = ("gibbs", "nuts", "svi", "map")
 PROG = "kmeans-limit"
@@ -36,6 +37,8 @@ class Sigma(click.ParamType):
         self.allow_zero = allow_zero
 
     def convert(self, value, param, ctx):
+        from .inference.validation import check_sigma
+
         try:
             return check_sigma(float(value), allow_zero=self.allow_zero)
         except ValueError:
@@ -224,6 +227,8 @@ def anneal(data, columns, standardize, n_clusters, cooling, weights_mode, seed, 
     Lloyd step changes nothing. With --out, writes anneal.json (the fit, readable by 'sample --from')
     and the bifurcation, responsibility and entropy plots.
     """
+    from . import _jobs
+
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
     paths = _jobs.plan_outputs(out, _jobs.ANNEAL_FILES, force)
     progress = Progress(quiet)
@@ -269,6 +274,8 @@ def posterior(
     With --out, writes posterior.nc (arviz InferenceData, netCDF; readable by 'sample --from') and
     the pair plot of σ and weights and the centroid clouds.
     """
+    from . import _jobs
+
     _optimisers_only(batch_size, [method])
     names = ("posterior.nc", *_jobs.POSTERIOR_PLOTS)
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
@@ -337,6 +344,8 @@ def sample(n_samples, n_clusters, sigma, n_features, fit_path, standardized_unit
     clusters. With --from FIT: from a saved point fit (σ overridable by --sigma) or a posterior
     (posterior predictive: each point from its own posterior draw). Rows carry their component.
     """
+    from . import _jobs
+
     generated, names = _jobs.run_sample(
         n_samples, n_clusters, sigma, n_features, fit_path, seed=seed, standardized_units=standardized_units
     )
@@ -381,6 +390,8 @@ def compare(
 
     With --out, writes compare.csv and posterior_METHOD.nc for each method.
     """
+    from . import _jobs
+
     _optimisers_only(batch_size, methods)
     names = ("compare.csv", *(f"posterior_{m}.nc" for m in methods))
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
