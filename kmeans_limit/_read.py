@@ -75,15 +75,16 @@ def _decimal_commas(path: Path, lines: Sequence[str]) -> None:
 def detect_format(path: Path, lines: Sequence[str]) -> TextFormat:
     """The field separator of a text file from its first lines.
 
-    A tab for ``.tsv``/``.tab``; otherwise ``,``, ``;`` or a tab when the lines hold one (the one
-    ``csv.Sniffer`` finds consistent, else the commonest); otherwise runs of whitespace (the sipu
-    ``.data`` files, ``numpy.savetxt``'s default). Numbers with decimal commas are refused.
+    A tab for ``.tsv``/``.tab``; otherwise ``,``, ``;`` or a tab when the first line and at least
+    half of the first 20 hold it (the one ``csv.Sniffer`` finds consistent, else the commonest); otherwise runs of
+    whitespace (the sipu ``.data`` files, ``numpy.savetxt``'s default, columns padded with spaces
+    or tabs). Numbers with decimal commas are refused.
     """
     if path.suffix.lower() in (".tsv", ".tab"):
         return FORMATS["\t"]
     sample = list(lines[:20])
     _decimal_commas(path, sample)
-    present = [d for d in ",;\t" if any(d in line for line in sample)]
+    present = [d for d in ",;\t" if d in sample[0] and 2 * sum(d in line for line in sample) >= len(sample)]
     if not present:
         return WHITESPACE
     try:

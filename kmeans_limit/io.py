@@ -40,6 +40,7 @@ __all__ = [
     "load_fit",
     "load_point_fit",
     "load_posterior",
+    "posterior_fit",
     "read_data",
     "save_point_fit",
     "save_posterior",
@@ -129,23 +130,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, forc
     return path
 
 
-def write_csv_rows(handle, X, names: Sequence[str], labels=None) -> None:
+def write_csv_rows(handle, X, names: Sequence[str], labels=None, *, delimiter: str = ",") -> None:
     """Rows of ``X`` as CSV on an open text ``handle``: a header line, then exact (``repr``) floats,
-    and a last ``component`` column when ``labels`` are given."""
+    and a last ``component`` column when ``labels`` are given (``delimiter="\\t"``: TSV)."""
     X = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float)
-    writer = csv.writer(handle, lineterminator="\n")
+    writer = csv.writer(handle, lineterminator="\n", delimiter=delimiter)
     writer.writerow(list(names) + (["component"] if labels is not None else []))
     labels = None if labels is None else [int(z) for z in labels]
     for i, row in enumerate(X.tolist()):
         writer.writerow([repr(v) for v in row] + ([] if labels is None else [labels[i]]))
 
 
-def write_table(path, X, names: Sequence[str], *, labels=None, force: bool = False) -> Path:
+def write_table(
+    path, X, names: Sequence[str], *, labels=None, force: bool = False, delimiter: str = ","
+) -> Path:
     """Write :func:`write_csv_rows` to ``path`` atomically (refusing to overwrite without ``force``)."""
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
-            write_csv_rows(handle, X, names, labels)
+            write_csv_rows(handle, X, names, labels, delimiter=delimiter)
 
     return atomic_write(path, write, force=force)
 
@@ -502,22 +505,30 @@ def _attr_json(attrs, name: str, path: Path):
         raise ValueError(f"'{path}': attribute {name} is not valid JSON; the file is corrupt") from None
 
 
-def load_posterior(path: str | os.PathLike) -> PosteriorFit:
-    """Load and validate a posterior saved as netCDF (by :func:`save_posterior` or ``to_netcdf``).
+def posterior_fit(idata, where: str | os.PathLike = "the posterior") -> PosteriorFit:
+    """Validate an ``InferenceData`` (in memory, or as read from a file) as a :class:`PosteriorFit`.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    where : str or path-like
+        Named in error messages (the file it came from).
 
     Raises
     ------
     ValueError
-        Not netCDF, no posterior group, missing ``weights``/``means``/``sigma``, wrong dims or
-        shapes, non-finite values, σ <= 0, weights off the simplex, or a newer format version.
+        As :func:`load_posterior`.
     """
-    path = Path(path)
-    idata = _open_netcdf(path)
+    path = where
     if "posterior" not in idata.groups():
         raise ValueError(f"'{path}' has no posterior group; it is not a kmeans-limit posterior")
     posterior = idata.posterior
-    if "kmeans_limit_version" in posterior.attrs:
-        _check_version(posterior.attrs["kmeans_limit_version"], path)
+    version = posterior.attrs.get("kmeans_limit_version")
+    tagged = posterior.attrs.get("kmeans_limit_format") == POSTERIOR_FORMAT
+    if tagged or (version is not None and not isinstance(version, str)):
+        # save_posterior stores the format version under this key; fit_posterior's own attrs use
+        # it for the package version (a string such as "0.1.0"), which is not a format version
+        _check_version(version, path)
     weights, means, sigma = (_posterior_array(posterior, n, path) for n in ("weights", "means", "sigma"))
     if means.shape[1] != weights.shape[1] or (sigma <= 0).any():
         raise ValueError(f"'{path}': means and weights disagree on the clusters, or a σ draw is <= 0")
@@ -531,6 +542,19 @@ def load_posterior(path: str | os.PathLike) -> PosteriorFit:
         _attr_json(posterior.attrs, "kmeans_limit_standardization", path), means.shape[2], path
     )
     return PosteriorFit(idata, means, weights, sigma, names, standardization)
+
+
+def load_posterior(path: str | os.PathLike) -> PosteriorFit:
+    """Load and validate a posterior saved as netCDF (by :func:`save_posterior` or ``to_netcdf``).
+
+    Raises
+    ------
+    ValueError
+        Not netCDF, no posterior group, missing ``weights``/``means``/``sigma``, wrong dims or
+        shapes, non-finite values, σ <= 0, weights off the simplex, or a newer format version.
+    """
+    path = Path(path)
+    return posterior_fit(_open_netcdf(path), path)
 
 
 def load_fit(path: str | os.PathLike) -> PointFit | PosteriorFit:
