@@ -38,6 +38,7 @@ __all__ = [
     "Data",
     "anneal_summary",
     "check_fixed_sigma",
+    "default_draws",
     "faithful_data",
     "is_point_estimate",
     "keep_log_likelihood",
@@ -318,6 +319,20 @@ def write_posterior_plots(idata, data: Data, paths: dict[str, Path], *, force: b
     plotting.save_figure(clouds, paths["posterior_centroids.png"], force=force)
 
 
+#: Draws a chain when --num-samples is not given; mini-batch SVI (large N) keeps fewer.
+DEFAULT_DRAWS = 1000
+MINIBATCH_DRAWS = 250
+
+
+def default_draws(num_samples: int | None, method: str, batch_size: int | None) -> int:
+    """``--num-samples`` as given, else :data:`DEFAULT_DRAWS`, or :data:`MINIBATCH_DRAWS` for svi
+    with ``--batch-size``: every draw's lp and relabelling cost a pass over all N rows, which for the
+    data mini-batches are for (N = 100,000, K = 100) is most of the run."""
+    if num_samples is not None:
+        return num_samples
+    return MINIBATCH_DRAWS if method == "svi" and batch_size is not None else DEFAULT_DRAWS
+
+
 def check_fixed_sigma(sigma: float | None, X: torch.Tensor) -> None:
     """Refuse a fixed σ so small that the kernels' ``‖x − μ‖² / σ²``, summed over the rows,
     overflows float64 (``--sigma 1e-300``: σ² itself underflows to 0).
@@ -342,7 +357,7 @@ def run_posterior(
     *,
     method: str,
     sigma,
-    num_samples: int,
+    num_samples: int | None,
     num_warmup: int,
     chains: int,
     seed: int,
@@ -357,7 +372,7 @@ def run_posterior(
     MAP draw, or to ``reference`` centroids (of shape (K, D)) when given, e.g. the hard fit's.
 
     ``num_steps`` goes to the optimisers of svi and map (the samplers have no such option), and
-    ``batch_size`` (mini-batches) to them too. ``log_likelihood``: store the pointwise
+    ``batch_size`` (mini-batches) to them too. ``num_samples`` None: :func:`default_draws`. ``log_likelihood``: store the pointwise
     log-likelihood (None: :func:`keep_log_likelihood` decides). ``point_once``: MAP keeps its point
     once (one chain, one draw) instead of repeating it ``chains x num_samples`` times.
     """
@@ -365,6 +380,7 @@ def run_posterior(
     from .inference.relabel import relabel
 
     check_fixed_sigma(sigma, data.X)
+    num_samples = default_draws(num_samples, method, batch_size)
     if sigma is None and bool((data.X == data.X[0]).all()):
         raise ValueError(
             f"every row of '{data.source}' is the same point: there is no spread to learn σ from; "

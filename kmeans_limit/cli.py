@@ -131,21 +131,24 @@ def sampler_options(command):
         help="Optimisation steps of svi and map (default: the library's, 2000).",
     )(command)
     command = click.option(
-        "--chains", default=2, show_default=True, type=click.IntRange(min=1), help="Chains."
+        "--chains",
+        default=2,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Chains (svi: its independent draws split into chains; posterior --method map: one point).",
     )(command)
     command = click.option(
         "--num-warmup",
         default=500,
         show_default=True,
         type=click.IntRange(min=0),
-        help="Warm-up steps a chain.",
+        help="Warm-up steps a chain (gibbs and nuts).",
     )(command)
     command = click.option(
         "--num-samples",
-        default=1000,
-        show_default=True,
         type=click.IntRange(min=1),
-        help="Draws kept a chain.",
+        help="Draws kept a chain (svi: drawn from the fitted guide). Default: 1000; 250 for svi with "
+        "--batch-size, since each draw's lp is summed over all N rows.",
     )(command)
     return click.option(
         "--sigma", type=Sigma(allow_zero=False), help="Fix σ (> 0) instead of learning it (default: learned)."

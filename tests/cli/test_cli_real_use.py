@@ -271,3 +271,16 @@ def test_compare_csv_has_no_index_column_and_map_is_named_a_point(blobs12, tmp_p
     assert "map is a point estimate" in result.stdout
     header = (tmp_path / "c" / "compare.csv").read_text().splitlines()[0].split(",")
     assert header[0] != "" and all(header)
+
+
+def test_draws_default_to_fewer_for_mini_batch_svi():
+    from kmeans_limit._jobs import default_draws
+
+    assert default_draws(None, "gibbs", None) == default_draws(None, "svi", None) == 1000
+    assert default_draws(None, "svi", 1000) == 250 and default_draws(40, "svi", 1000) == 40
+
+
+def test_identical_rows_fit_at_a_fixed_sigma(files, cli_in_process):
+    result = cli_in_process("posterior", "same.csv", "-k", 1, "--sigma", 0.5, "--num-samples", 20, "-q")
+    assert result.returncode == 0, result.stderr
+    assert "posterior (gibbs): 2 chains x 20 draws, N = 3" in result.stdout
