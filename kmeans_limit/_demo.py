@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from . import _jobs, plotting
+from . import _jobs, _sample, plotting
 from ._progress import Progress
 from ._report import fmt, format_table
-from .inference import sample_from
-from .io import atomic_write, load_posterior, write_table
+from .inference.sampling import sample_from
+from .io import atomic_write, posterior_fit, write_table
 
 __all__ = ["DEMO_FILES", "run_demo"]
 
@@ -86,27 +86,29 @@ def run_demo(
     )
     hard = outcome.result
     hard_values = (hard.sigma_star, hard.weights, hard.means)
-    progress.note("writing the fits and the plots")
-    _jobs.write_anneal(outcome, data, paths, force=force, seed=seed)
-    _jobs.write_posterior(idata, data, paths, force=force, hard=hard_values)
     n = data.X.shape[0]
+    progress.note("generating new data from both fits")
     generated = {
         f"hard fit at σ* = √(J/(N·D)) = {fmt(hard.sigma_star, 3)}": sample_from(
             hard.means, n, weights=hard.weights, sigma=hard.sigma_star, seed=seed
         ),
-        "posterior predictive (Gibbs)": _jobs.posterior_predictive(
-            load_posterior(paths["posterior.nc"]), n, seed=seed
-        ),
+        "posterior predictive (Gibbs)": _sample.posterior_predictive(posterior_fit(idata), n, seed=seed),
     }
-    for name, (x, z) in zip(
-        ("generated_hard.csv", "generated_posterior.csv"), generated.values(), strict=True
-    ):
-        write_table(paths[name], data.standardization.undo(x), data.feature_names, labels=z, force=force)
-    figure = plotting.plot_generated(data.X, {t: tuple(g) for t, g in generated.items()}, data.feature_names)
-    plotting.save_figure(figure, paths["generated.png"], force=force)
     summary = _summary(data, outcome, idata, generated, hard_values, chains=chains)
     summary += f"\n\nwrote into {Path(out)}/: {', '.join(paths)}"
-    atomic_write(paths["summary.txt"], lambda tmp: tmp.write_text(summary + "\n"), force=force)
+    progress.note("writing the fits and the plots")
+    with _jobs.writing(paths):
+        _jobs.write_anneal(outcome, data, paths, force=force, seed=seed)
+        _jobs.write_posterior(idata, data, paths, force=force, hard=hard_values)
+        for name, (x, z) in zip(
+            ("generated_hard.csv", "generated_posterior.csv"), generated.values(), strict=True
+        ):
+            write_table(paths[name], data.standardization.undo(x), data.feature_names, labels=z, force=force)
+        figure = plotting.plot_generated(
+            data.X, {t: tuple(g) for t, g in generated.items()}, data.feature_names
+        )
+        plotting.save_figure(figure, paths["generated.png"], force=force)
+        atomic_write(paths["summary.txt"], lambda tmp: tmp.write_text(summary + "\n"), force=force)
     return summary
 
 

@@ -6,56 +6,53 @@ only parse options, call these and print what they return.
 
 from __future__ import annotations
 
-from io import StringIO
+import contextlib
+import math
+import os
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-import pyro
 import torch
-from pyro.infer import Predictive
 
-from . import plotting
-from ._report import fmt, format_table, parameter_names, posterior_table
+from ._report import fmt, list_values, point_table, posterior_table
 from .datasets import load_faithful
-from .inference import GeneratedData, sample_from, sample_prior
-from .inference.validation import check_n_clusters, check_positive_int, make_generator
+from .inference.data import prepare_data
+from .inference.validation import check_n_clusters
 from .io import (
     PointFit,
-    PosteriorFit,
     Standardization,
     atomic_write,
-    load_fit,
     read_data,
     save_point_fit,
     save_posterior,
     standardize_with_stats,
-    write_csv_rows,
-    write_table,
 )
-from .models import spherical_gmm
+
+# matplotlib (plotting) and Pyro are imported by the functions that draw or sample, not here.
 
 __all__ = [
     "ANNEAL_FILES",
+    "LOG_LIKELIHOOD_LIMIT",
     "POSTERIOR_PLOTS",
     "AnnealOutcome",
     "Data",
     "anneal_summary",
-    "csv_text",
+    "check_fixed_sigma",
+    "default_draws",
     "faithful_data",
-    "generate",
+    "is_point_estimate",
+    "keep_log_likelihood",
     "load_data",
     "plan_outputs",
-    "posterior_predictive",
+    "posterior_files",
     "posterior_summary",
     "run_anneal",
     "run_posterior",
-    "run_sample",
     "write_anneal",
     "write_compare",
-    "write_generated",
     "write_posterior",
     "write_posterior_plots",
+    "writing",
 ]
 
 
@@ -69,9 +66,22 @@ class Data(NamedTuple):
 
 
 def load_data(path, columns, standardize: bool, n_clusters: int | None = None) -> Data:
-    """Read a data file, standardize it if asked, and check that it has room for ``n_clusters``."""
+    """Read a data file, standardize it if asked, and check that it has room for ``n_clusters``.
+
+    The data model's own check (:func:`~kmeans_limit.inference.data.prepare_data`) runs here, so
+    that data too large for float64 (squares that overflow, e.g. values near 1e300) are refused with
+    the advice to pass --standardize before any fit starts.
+    """
     dataset = read_data(path, columns=columns)
     X, standardization = standardize_with_stats(dataset.data) if standardize else (dataset.data, None)
+    try:
+        prepare_data(X, name=f"data file '{path}'")
+    except ValueError:
+        peak = float(dataset.data.abs().max())
+        raise ValueError(
+            f"data file '{path}' is too large for float64: its squared distances overflow (values up to "
+            f"{peak:.3g}); pass --standardize, or rescale the data"
+        ) from None
     if n_clusters is not None:
         try:
             check_n_clusters(n_clusters, X)
@@ -90,24 +100,54 @@ def faithful_data() -> Data:
 def plan_outputs(out: Path | None, names, force: bool) -> dict[str, Path]:
     """Paths of the files a job will write into ``out``, checked before any work is done.
 
-    Creates ``out`` if needed. Returns an empty mapping when ``out`` is None (nothing is written).
+    Nothing is created here: :func:`writing` creates ``out`` when the results are ready, so a run
+    that fails leaves no folder behind. Returns an empty mapping when ``out`` is None.
 
     Raises
     ------
     ValueError
-        ``out`` is a file, or one of the files exists and ``force`` is false.
+        ``out`` or a folder above it is a file, ``out`` cannot be written (or created) by this
+        user, or one of the files exists and ``force`` is false.
     """
     if out is None:
         return {}
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a directory for the outputs")
+    existing_parent = out
+    while not existing_parent.exists() and existing_parent != existing_parent.parent:
+        existing_parent = existing_parent.parent
+    if not existing_parent.is_dir():
+        raise ValueError(f"--out {out}: {existing_parent} is a file, not a folder; choose another --out")
+    if not os.access(existing_parent, os.W_OK | os.X_OK):
+        verb = "write into" if existing_parent == out else f"create {out} in"
+        raise ValueError(
+            f"--out {out}: cannot {verb} {existing_parent} (permission denied); choose another --out"
+        )
     paths = {name: out / name for name in names}
     existing = [str(path) for path in paths.values() if path.exists()]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise ValueError(f"{existing[0]} exists{more}; pass --force to overwrite, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     return paths
+
+
+@contextlib.contextmanager
+def writing(paths: dict[str, Path]):
+    """Create the folder of ``paths`` (planned by :func:`plan_outputs`) for the block that writes them;
+    if the block fails, a folder created here that is still empty is removed again."""
+    if not paths:
+        yield
+        return
+    folder = next(iter(paths.values())).parent
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,14 +195,11 @@ def anneal_summary(outcome: AnnealOutcome, data: Data, *, table: bool = True) ->
     result = outcome.result
     n, d = data.X.shape
     sigma = result.path.sigma
-    split_sigmas = torch.as_tensor(result.split_sigmas).tolist()
-    split = ", ".join(fmt(s) for s in split_sigmas) or "none"
+    split_sigmas = torch.as_tensor(result.split_sigmas).reshape(-1).tolist()
+    split = list_values(split_sigmas)
     hard = "; 0: made in the hard limit" if 0.0 in split_sigmas else ""
-    critical = ", ".join(fmt(s) for s in torch.as_tensor(result.critical_sigmas).tolist()) or "none"
+    critical = list_values(torch.as_tensor(result.critical_sigmas).reshape(-1).tolist())
     lam = torch.linalg.eigvalsh(torch.cov(data.X.T, correction=0).reshape(d, d)).max().item()
-    values = [result.sigma_star, *result.weights.tolist(), *result.means.reshape(-1).tolist()]
-    names = parameter_names(result.means.shape[0], data.feature_names)
-    rows = [[name, fmt(value)] for name, value in zip(names, values, strict=True)]
     verdict = "it is Lloyd's fixed point" if outcome.fixed_point else "it is NOT a fixed point of Lloyd"
     lines = [
         f"annealing: {len(sigma)} levels from σ = {fmt(sigma[0])} down to {fmt(sigma[-1])}, then σ = 0 (Lloyd); "
@@ -176,7 +213,9 @@ def anneal_summary(outcome: AnnealOutcome, data: Data, *, table: bool = True) ->
         f"{outcome.lloyd_changed} of {n} labels: {verdict}",
     ]
     if table:
-        lines += ["", format_table(["parameter", "hard fit (σ → 0)"], rows)]
+        where, label = "anneal.json (--out)", "hard fit (σ → 0)"
+        point = (result.sigma_star, result.weights, result.means)
+        lines += ["", point_table(*point, data.feature_names, where=where, label=label)]
     return "\n".join(lines)
 
 
@@ -209,6 +248,8 @@ def write_anneal(
         },
     )
     save_point_fit(paths["anneal.json"], fit, kind="anneal", force=force)
+    from . import plotting
+
     figures = {
         "anneal_bifurcation.png": plotting.plot_bifurcation(
             path,
@@ -233,58 +274,96 @@ def write_anneal(
 
 
 # ---------------------------------------------------------------------------------------------
-# The posterior: pictures, and new data from it
+# The posterior: the fit, its summary, its pictures
 # ---------------------------------------------------------------------------------------------
 
 POSTERIOR_PLOTS = ("posterior_pairs.png", "posterior_centroids.png")
+#: Pointwise log-likelihood values (chains x draws x N) stored without being asked: 40 MB of float64.
+#: Above this, --log-likelihood must be given to keep them (they serve LOO and WAIC).
+LOG_LIKELIHOOD_LIMIT = 5_000_000
+
+
+def posterior_files(method: str) -> tuple[str, ...]:
+    """What ``posterior --out`` writes: the netCDF fit, the pair plot (not for map) and the centroids."""
+    plots = POSTERIOR_PLOTS[1:] if method == "map" else POSTERIOR_PLOTS
+    return ("posterior.nc", *plots)
+
+
+def is_point_estimate(idata) -> bool:
+    """Whether the draws repeat one point (MAP): ``point_estimate_repeated`` in the attrs."""
+    return bool(int(idata.posterior.attrs.get("point_estimate_repeated", 0)))
+
+
+def keep_log_likelihood(choice: bool | None, n_values: int, progress) -> bool:
+    """``--log-likelihood`` / ``--no-log-likelihood`` as given, else whether ``n_values`` (chains x
+    draws x N) is at most :data:`LOG_LIKELIHOOD_LIMIT`; leaving it out is said on stderr."""
+    if choice is not None:
+        return choice
+    if n_values <= LOG_LIKELIHOOD_LIMIT:
+        return True
+    progress.say(
+        f"not storing the pointwise log-likelihood: {n_values:,} values ({8 * n_values / 1e6:.0f} MB) "
+        f"exceed {LOG_LIKELIHOOD_LIMIT:,}; pass --log-likelihood to keep it (for LOO/WAIC)"
+    )
+    return False
 
 
 def write_posterior_plots(idata, data: Data, paths: dict[str, Path], *, force: bool, hard=None) -> None:
-    """The pair plot of σ and weights and the centroid clouds (``hard``: (σ*, weights, means))."""
+    """The pair plot of σ and weights (not for a point estimate) and the centroid clouds
+    (``hard``: (σ*, weights, means))."""
+    from . import plotting
+
     post = idata.posterior
     sigma = post["sigma"].values.reshape(-1)
     weights = post["weights"].values.reshape(sigma.shape[0], -1)
     means = post["means"].values.reshape(sigma.shape[0], weights.shape[1], -1)
-    reference = None
-    if hard is not None:
-        reference = {"σ": float(hard[0]), **{f"weight {k}": float(w) for k, w in enumerate(hard[1])}}
-    pairs = plotting.plot_posterior_pairs(sigma, weights, reference=reference)
+    point = is_point_estimate(idata)
+    if "posterior_pairs.png" in paths and not point:
+        reference = None
+        if hard is not None:
+            reference = {"σ": float(hard[0]), **{f"weight {k}": float(w) for k, w in enumerate(hard[1])}}
+        pairs = plotting.plot_posterior_pairs(sigma, weights, reference=reference)
+        plotting.save_figure(pairs, paths["posterior_pairs.png"], force=force)
     clouds = plotting.plot_centroid_clouds(
-        data.X, means, data.feature_names, hard_means=None if hard is None else hard[2]
+        data.X,
+        means[:1] if point else means,
+        data.feature_names,
+        hard_means=None if hard is None else hard[2],
+        point_estimate=point,
     )
-    plotting.save_figure(pairs, paths["posterior_pairs.png"], force=force)
     plotting.save_figure(clouds, paths["posterior_centroids.png"], force=force)
 
 
-def posterior_predictive(fit: PosteriorFit, n_samples: int, *, seed: int) -> GeneratedData:
-    """New points from the posterior predictive distribution, by ancestral sampling through the program.
+#: Draws a chain when --num-samples is not given; mini-batch SVI (large N) keeps fewer.
+DEFAULT_DRAWS = 1000
+MINIBATCH_DRAWS = 250
 
-    Each point gets its own posterior draw (picked uniformly), then ``z ~ Categorical(weights)`` and
-    ``x ~ Normal(means_z, σ² I)``: ``spherical_gmm`` run forward with ``Predictive`` on those draws.
+
+def default_draws(num_samples: int | None, method: str, batch_size: int | None) -> int:
+    """``--num-samples`` as given, else :data:`DEFAULT_DRAWS`, or :data:`MINIBATCH_DRAWS` for svi
+    with ``--batch-size``: every draw's lp and relabelling cost a pass over all N rows, which for the
+    data mini-batches are for (N = 100,000, K = 100) is most of the run."""
+    if num_samples is not None:
+        return num_samples
+    return MINIBATCH_DRAWS if method == "svi" and batch_size is not None else DEFAULT_DRAWS
+
+
+def check_fixed_sigma(sigma: float | None, X: torch.Tensor) -> None:
+    """Refuse a fixed σ so small that the kernels' ``‖x − μ‖² / σ²``, summed over the rows,
+    overflows float64 (``--sigma 1e-300``: σ² itself underflows to 0).
+
+    The bound is ``σ² ≥ 1e-300 · N · max(1, 4 · max_n ‖x_n − x̄‖²)``: every scaled squared distance
+    is then at most 1e300 / N, and their sum over the rows stays finite with room to spare.
     """
-    n_samples = check_positive_int("n_samples", n_samples)
-    pick = torch.randint(fit.sigma.shape[0], (n_samples,), generator=make_generator(seed))
-    # weights get an explicit plate dim: Predictive(parallel=True) reshapes by total rank, event dims included
-    draws = {"weights": fit.weights[pick][:, None], "means": fit.means[pick], "sigma": fit.sigma[pick]}
-    predictive = Predictive(spherical_gmm, posterior_samples=draws, parallel=True, return_sites=("z", "x"))
-    with pyro.poutine.seed(rng_seed=seed):
-        sites = predictive(
-            n_clusters=fit.means.shape[1], n_features=fit.means.shape[2], n_samples=1, dtype=fit.means.dtype
+    if sigma is None:
+        return
+    spread = float((X - X.mean(0)).square().sum(1).max()) * 4
+    smallest = math.sqrt(1e-300 * X.shape[0] * max(1.0, spread))
+    if sigma < smallest:
+        raise ValueError(
+            f"--sigma {sigma:g} is too small for these data in float64 (‖x − μ‖²/σ² over {X.shape[0]} rows "
+            f"overflows); give σ >= {smallest:.3g}, or anneal to σ = 0 with 'kmeans-limit anneal'"
         )
-    return GeneratedData(sites["x"].reshape(n_samples, -1), sites["z"].reshape(n_samples))
-
-
-def generate(
-    fit: PointFit | PosteriorFit, n_samples: int, *, seed: int, sigma: float | None
-) -> GeneratedData:
-    """New data from a saved fit: ancestral sampling from a point fit (σ overridable) or a posterior."""
-    if isinstance(fit, PosteriorFit):
-        if sigma is not None:
-            raise ValueError("--sigma cannot be combined with a posterior fit: σ comes from its draws")
-        return posterior_predictive(fit, n_samples, seed=seed)
-    return sample_from(
-        fit.means, n_samples, weights=fit.weights, sigma=fit.sigma if sigma is None else sigma, seed=seed
-    )
 
 
 def run_posterior(
@@ -293,7 +372,7 @@ def run_posterior(
     *,
     method: str,
     sigma,
-    num_samples: int,
+    num_samples: int | None,
     num_warmup: int,
     chains: int,
     seed: int,
@@ -301,15 +380,35 @@ def run_posterior(
     num_steps: int | None = None,
     batch_size: int | None = None,
     reference=None,
+    log_likelihood: bool | None = None,
+    point_once: bool = False,
 ) -> object:
     """``fit_posterior`` on the data, with progress bars when they are on, relabelled: pivoted to the
     MAP draw, or to ``reference`` centroids (of shape (K, D)) when given, e.g. the hard fit's.
+
     ``num_steps`` goes to the optimisers of svi and map (the samplers have no such option), and
-    ``batch_size`` (mini-batches) to them too."""
+    ``batch_size`` (mini-batches) to them too. ``num_samples`` None: :func:`default_draws`. ``log_likelihood``: store the pointwise
+    log-likelihood (None: :func:`keep_log_likelihood` decides). ``point_once``: MAP keeps its point
+    once (one chain, one draw) instead of repeating it ``chains x num_samples`` times.
+    """
     from .inference.posterior import fit_posterior
     from .inference.relabel import relabel
 
-    progress.note(f"sampling the posterior with {method} ({chains} chains x {num_warmup} + {num_samples})")
+    check_fixed_sigma(sigma, data.X)
+    num_samples = default_draws(num_samples, method, batch_size)
+    if sigma is None and bool((data.X == data.X[0]).all()):
+        raise ValueError(
+            f"every row of '{data.source}' is the same point: there is no spread to learn σ from; "
+            "fix σ with --sigma S, or use 'kmeans-limit anneal'"
+        )
+    if method == "map" and point_once:
+        chains, num_samples = 1, 1
+        progress.note("finding the posterior mode (map), a point estimate")
+    else:
+        progress.note(
+            f"sampling the posterior with {method} ({chains} chains x {num_warmup} + {num_samples})"
+        )
+    keep = keep_log_likelihood(log_likelihood, chains * num_samples * data.X.shape[0], progress)
     idata = fit_posterior(
         data.X,
         n_clusters,
@@ -321,20 +420,34 @@ def run_posterior(
         seed=seed,
         progress=progress.enabled,
         relabel=reference is None,
+        log_likelihood=keep,
         **({"num_steps": num_steps} if num_steps is not None and method in ("svi", "map") else {}),
         **({"batch_size": batch_size} if batch_size is not None and method in ("svi", "map") else {}),
     )
     return idata if reference is None else relabel(idata, reference=reference)
 
 
-def posterior_summary(idata, data: Data, method: str, hard=None) -> str:
-    """The posterior table with a line saying what it is."""
+def posterior_summary(
+    idata, data: Data, method: str, hard=None, *, where: str = "posterior.nc (--out)"
+) -> str:
+    """The posterior table with a line saying what it is; a point estimate (MAP) as one value each."""
     post = idata.posterior
+    n, d = data.X.shape
+    if is_point_estimate(idata):
+        head = (
+            f"posterior ({method}): a point estimate, the posterior mode (no spread: no sd, interval, "
+            f"ESS or R-hat), N = {n}, D = {d}"
+        )
+        values = [
+            post[name].values.reshape(-1, *post[name].shape[2:])[0] for name in ("sigma", "weights", "means")
+        ]
+        table = point_table(*values, data.feature_names, where=where, hard=hard, label="map")
+        return head + "\n\n" + table
     head = (
         f"posterior ({method}): {post.sizes['chain']} chains x {post.sizes['draw']} draws, "
-        f"N = {data.X.shape[0]}, D = {data.X.shape[1]}; weights and means relabelled"
+        f"N = {n}, D = {d}; weights and means relabelled"
     )
-    return head + "\n\n" + posterior_table(idata, data.feature_names, hard=hard)
+    return head + "\n\n" + posterior_table(idata, data.feature_names, hard=hard, where=where)
 
 
 def _save_posterior(path: Path, idata, data: Data, *, force: bool) -> None:
@@ -346,66 +459,19 @@ def _save_posterior(path: Path, idata, data: Data, *, force: bool) -> None:
 def write_posterior(
     idata, data: Data, paths: dict[str, Path], *, force: bool, name: str = "posterior.nc", hard=None
 ) -> None:
-    """Save the posterior as netCDF and draw its two pictures."""
+    """Save the posterior as netCDF and draw its pictures."""
     _save_posterior(paths[name], idata, data, force=force)
     write_posterior_plots(idata, data, paths, force=force, hard=hard)
 
 
 def write_compare(fits: dict, data: Data, paths: dict[str, Path], *, force: bool):
-    """``compare_posteriors`` of the fits; with ``paths``, also compare.csv and each posterior."""
+    """``compare_posteriors`` of the fits; with ``paths``, also compare.csv (no index column) and
+    each posterior."""
     from .inference.compare import compare_posteriors
 
     table = compare_posteriors(fits)
     if paths:
         for method, idata in fits.items():
             _save_posterior(paths[f"posterior_{method}.nc"], idata, data, force=force)
-        atomic_write(paths["compare.csv"], lambda tmp: table.to_csv(tmp), force=force)
+        atomic_write(paths["compare.csv"], lambda tmp: table.to_csv(tmp, index=False), force=force)
     return table
-
-
-# ---------------------------------------------------------------------------------------------
-# sample
-# ---------------------------------------------------------------------------------------------
-
-
-def run_sample(
-    n_samples: int, n_clusters, sigma, n_features: int, fit_path, *, seed: int, standardized_units: bool
-) -> tuple[GeneratedData, tuple[str, ...]]:
-    """New data from the prior (``-k`` clusters, ``n_features``) or from a saved fit."""
-    if fit_path is None:
-        if n_clusters is None:
-            raise ValueError("give -k K (clusters to draw from the prior), or --from FIT to use a saved fit")
-        draws = sample_prior(n_samples, n_clusters=n_clusters, n_features=n_features, sigma=sigma, seed=seed)
-        return GeneratedData(draws.x[0], draws.z[0]), tuple(f"x{j}" for j in range(n_features))
-    fit = load_fit(fit_path)
-    k = fit.means.shape[-2]
-    if n_clusters is not None and n_clusters != k:
-        raise ValueError(
-            f"-k {n_clusters} disagrees with the fit in '{fit_path}', which has K = {k}; leave -k out"
-        )
-    generated = generate(fit, n_samples, seed=seed, sigma=sigma)
-    if fit.standardization is not None and not standardized_units:
-        generated = generated._replace(x=fit.standardization.undo(generated.x))
-    return generated, fit.feature_names
-
-
-def csv_text(generated: GeneratedData, names) -> str:
-    """Generated rows as CSV text with a header, the component in the last column."""
-    buffer = StringIO()
-    write_csv_rows(buffer, generated.x, names, generated.z)
-    return buffer.getvalue()
-
-
-def write_generated(path: Path, generated: GeneratedData, names, *, force: bool) -> None:
-    """Generated rows to ``.npy`` (features only, float64) or CSV (with the component), atomically."""
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
-        array = generated.x.detach().cpu().numpy().astype("float64")
-
-        def write(tmp: Path) -> None:
-            with tmp.open("wb") as handle:
-                np.save(handle, array, allow_pickle=False)
-
-        atomic_write(path, write, force=force)
-    else:
-        write_table(path, generated.x, names, labels=generated.z, force=force)

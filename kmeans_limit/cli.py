@@ -14,9 +14,10 @@ from pathlib import Path
 
 import click
 
-from . import _jobs
 from ._progress import Progress
-from .inference.validation import check_sigma
+
+# Nothing heavy is imported here: torch, Pyro, arviz, scikit-learn and matplotlib are loaded by the
+# commands that need them (``from . import _jobs`` inside each), so --help and --version start at once.
 
 METHODS = ("gibbs", "nuts", "svi", "map")
 PROG = "kmeans-limit"
@@ -36,6 +37,8 @@ class Sigma(click.ParamType):
         self.allow_zero = allow_zero
 
     def convert(self, value, param, ctx):
+        from .inference.validation import check_sigma
+
         try:
             return check_sigma(float(value), allow_zero=self.allow_zero)
         except ValueError:
@@ -73,20 +76,33 @@ def data_options(command):
     return click.argument("data", type=click.Path(path_type=Path), metavar="DATA")(command)
 
 
-def run_options(command):
-    """--seed, --out, --force and --quiet."""
-    command = click.option("-q", "--quiet", is_flag=True, help="No progress bars or stage notes on stderr.")(
-        command
-    )
-    command = click.option("--force", is_flag=True, help="Overwrite files that exist in --out.")(command)
-    command = click.option(
-        "--out",
-        type=click.Path(path_type=Path),
-        metavar="DIR",
-        help="Directory for the fit files and PNG plots.",
-    )(command)
+def run_options(out_help: str):
+    """--seed, --out (``out_help`` says what it writes), --force and --quiet."""
+
+    def decorate(command):
+        command = click.option(
+            "-q", "--quiet", is_flag=True, help="No progress bars, stage notes or notes on stderr."
+        )(command)
+        command = click.option("--force", is_flag=True, help="Overwrite files that exist in --out.")(command)
+        command = click.option("--out", type=click.Path(path_type=Path), metavar="DIR", help=out_help)(
+            command
+        )
+        return click.option(
+            "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed."
+        )(command)
+
+    return decorate
+
+
+def log_likelihood_option(command):
+    """--log-likelihood/--no-log-likelihood."""
     return click.option(
-        "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed."
+        "--log-likelihood/--no-log-likelihood",
+        "log_likelihood",
+        default=None,
+        help="Store the pointwise log-likelihood (chains x draws x N numbers, for LOO/WAIC) in the "
+        "netCDF fit, or leave it out. Default: stored up to 5,000,000 numbers (40 MB), left out above "
+        "with a note on stderr.",
     )(command)
 
 
@@ -115,21 +131,24 @@ def sampler_options(command):
         help="Optimisation steps of svi and map (default: the library's, 2000).",
     )(command)
     command = click.option(
-        "--chains", default=2, show_default=True, type=click.IntRange(min=1), help="Chains."
+        "--chains",
+        default=2,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Chains (svi: its independent draws split into chains; posterior --method map: one point).",
     )(command)
     command = click.option(
         "--num-warmup",
         default=500,
         show_default=True,
         type=click.IntRange(min=0),
-        help="Warm-up steps a chain.",
+        help="Warm-up steps a chain (gibbs and nuts).",
     )(command)
     command = click.option(
         "--num-samples",
-        default=1000,
-        show_default=True,
         type=click.IntRange(min=1),
-        help="Draws kept a chain.",
+        help="Draws kept a chain (svi: drawn from the fitted guide). Default: 1000; 250 for svi with "
+        "--batch-size, since each draw's lp is summed over all N rows.",
     )(command)
     return click.option(
         "--sigma", type=Sigma(allow_zero=False), help="Fix σ (> 0) instead of learning it (default: learned)."
@@ -146,8 +165,9 @@ def sampler_options(command):
 def cli() -> None:
     """k-means is the zero-variance limit of a spherical Gaussian mixture.
 
-    Start with 'kmeans-limit demo'. DATA files are CSV or TSV (a header line is detected) or NumPy
-    .npy arrays; one row per point. Every error exits with status 2 and one line on stderr.
+    Start with 'kmeans-limit demo'. DATA files are text, one row per point: comma-, semicolon-, tab-
+    or whitespace-separated (the sipu .data files, numpy.savetxt's default; a header line is detected;
+    .gz is read as it is), or NumPy .npy arrays. Every error exits with status 2 and one line on stderr.
     """
 
 
@@ -217,7 +237,10 @@ def demo(out, force, seed, num_samples, num_warmup, chains, quiet) -> None:
     show_default=True,
     help="Learn the mixing weights along the path, or hold them equal.",
 )
-@run_options
+@run_options(
+    "Directory for anneal.json (the hard fit and its path, readable by 'sample --from') and three PNG "
+    "plots: anneal_bifurcation.png, anneal_responsibilities.png, anneal_entropy.png."
+)
 def anneal(data, columns, standardize, n_clusters, cooling, weights_mode, seed, out, force, quiet) -> None:
     """Anneal σ from above the first split down to 0: the path to hard k-means.
 
@@ -225,13 +248,16 @@ def anneal(data, columns, standardize, n_clusters, cooling, weights_mode, seed, 
     Lloyd step changes nothing. With --out, writes anneal.json (the fit, readable by 'sample --from')
     and the bifurcation, responsibility and entropy plots.
     """
+    from . import _jobs
+
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
     paths = _jobs.plan_outputs(out, _jobs.ANNEAL_FILES, force)
     progress = Progress(quiet)
     progress.note(f"annealing {loaded.X.shape[0]} points to K = {n_clusters}")
     outcome = _jobs.run_anneal(loaded.X, n_clusters, seed=seed, cooling=cooling, weights=weights_mode)
-    if paths:
-        _jobs.write_anneal(outcome, loaded, paths, force=force, seed=seed)
+    with _jobs.writing(paths):
+        if paths:
+            _jobs.write_anneal(outcome, loaded, paths, force=force, seed=seed)
     click.echo(_jobs.anneal_summary(outcome, loaded))
     _echo_written(paths)
 
@@ -247,7 +273,11 @@ def anneal(data, columns, standardize, n_clusters, cooling, weights_mode, seed, 
     help="Blocked Gibbs, NUTS or SVI on the Pyro program, or MAP.",
 )
 @sampler_options
-@run_options
+@log_likelihood_option
+@run_options(
+    "Directory for posterior.nc (arviz InferenceData, netCDF, readable by 'sample --from') and PNG plots: "
+    "posterior_pairs.png (σ and weights; not for map, a point) and posterior_centroids.png."
+)
 def posterior(
     data,
     columns,
@@ -260,6 +290,7 @@ def posterior(
     chains,
     num_steps,
     batch_size,
+    log_likelihood,
     seed,
     out,
     force,
@@ -267,13 +298,16 @@ def posterior(
 ) -> None:
     """The posterior of weights, means and σ (relabelled), summarized with ESS and R-hat.
 
-    With --out, writes posterior.nc (arviz InferenceData, netCDF; readable by 'sample --from') and
-    the pair plot of σ and weights and the centroid clouds.
+    map is a point estimate (the posterior mode): it is reported as one value a parameter and kept
+    once in posterior.nc. Above K = 10 the summary and the pair plot show label-invariant
+    quantities (σ, largest, median and smallest weight, effective K) and say so.
     """
+    from . import _jobs
+
     _optimisers_only(batch_size, [method])
-    names = ("posterior.nc", *_jobs.POSTERIOR_PLOTS)
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
-    paths = _jobs.plan_outputs(out, names, force)
+    paths = _jobs.plan_outputs(out, _jobs.posterior_files(method), force)
+    progress = Progress(quiet)
     idata = _jobs.run_posterior(
         loaded,
         n_clusters,
@@ -285,11 +319,17 @@ def posterior(
         num_steps=num_steps,
         batch_size=batch_size,
         seed=seed,
-        progress=Progress(quiet),
+        progress=progress,
+        log_likelihood=log_likelihood,
+        point_once=True,
     )
-    if paths:
-        _jobs.write_posterior(idata, loaded, paths, force=force)
-    click.echo(_jobs.posterior_summary(idata, loaded, method))
+    progress.note("summarizing")
+    summary = _jobs.posterior_summary(idata, loaded, method)
+    with _jobs.writing(paths):
+        if paths:
+            progress.note(f"writing into {out}")
+            _jobs.write_posterior(idata, loaded, paths, force=force)
+    click.echo(summary)
     _echo_written(paths)
 
 
@@ -306,10 +346,8 @@ def posterior(
 @click.option(
     "--features",
     "n_features",
-    default=2,
-    show_default=True,
     type=click.IntRange(min=1),
-    help="Features D (without --from).",
+    help="Features D, without --from only (default: 2; a fit has its own).",
 )
 @click.option(
     "--from",
@@ -328,7 +366,8 @@ def posterior(
     "--out",
     type=click.Path(path_type=Path),
     metavar="FILE",
-    help="Write the data here (.csv, or .npy); default: CSV on stdout.",
+    help="Write the data here: .csv (with a header and the component), .tsv (the same, tab-separated) "
+    "or .npy (float64 features only); default: CSV on stdout.",
 )
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def sample(n_samples, n_clusters, sigma, n_features, fit_path, standardized_units, seed, out, force) -> None:
@@ -337,14 +376,18 @@ def sample(n_samples, n_clusters, sigma, n_features, fit_path, standardized_unit
     Without --from: weights, centroids (and σ unless --sigma) are drawn from the prior, for -k
     clusters. With --from FIT: from a saved point fit (σ overridable by --sigma) or a posterior
     (posterior predictive: each point from its own posterior draw). Rows carry their component.
+    Options that do not apply (--features with --from, an unknown --out extension) are refused.
     """
-    generated, names = _jobs.run_sample(
+    from . import _sample
+
+    _sample.check_out_file(out, force=force)
+    generated, names = _sample.run_sample(
         n_samples, n_clusters, sigma, n_features, fit_path, seed=seed, standardized_units=standardized_units
     )
     if out is None:
-        click.echo(_jobs.csv_text(generated, names), nl=False)
+        _sample.write_stdout(generated, names)
     else:
-        _jobs.write_generated(out, generated, names, force=force)
+        _sample.write_generated(out, generated, names, force=force)
         click.echo(f"wrote {n_samples} points to {out}", err=True)
 
 
@@ -360,7 +403,11 @@ def sample(n_samples, n_clusters, sigma, n_features, fit_path, standardized_unit
     help=f"Comma-separated methods from {', '.join(METHODS)}.",
 )
 @sampler_options
-@run_options
+@log_likelihood_option
+@run_options(
+    "Directory for compare.csv (the table printed) and posterior_METHOD.nc for each method (netCDF, "
+    "readable by 'sample --from'); no plots."
+)
 def compare(
     data,
     columns,
@@ -373,6 +420,7 @@ def compare(
     chains,
     num_steps,
     batch_size,
+    log_likelihood,
     seed,
     out,
     force,
@@ -380,12 +428,16 @@ def compare(
 ) -> None:
     """Fit the posterior with several methods and compare them side by side.
 
-    With --out, writes compare.csv and posterior_METHOD.nc for each method.
+    One row per pair of methods and identifiable quantity: posterior means, z-score of their
+    difference, sds and energy distance. map is a point estimate: it has no spread.
     """
+    from . import _jobs
+
     _optimisers_only(batch_size, methods)
     names = ("compare.csv", *(f"posterior_{m}.nc" for m in methods))
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
     paths = _jobs.plan_outputs(out, names, force)
+    progress = Progress(quiet)
     fits = {
         m: _jobs.run_posterior(
             loaded,
@@ -398,12 +450,19 @@ def compare(
             num_steps=num_steps,
             batch_size=batch_size,
             seed=seed,
-            progress=Progress(quiet),
+            progress=progress,
+            log_likelihood=log_likelihood,
         )
         for m in methods
     }
-    table = _jobs.write_compare(fits, loaded, paths, force=force)
+    with _jobs.writing(paths):
+        table = _jobs.write_compare(fits, loaded, paths, force=force)
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if "map" in methods:
+        click.echo(
+            "\nnote: map is a point estimate (the posterior mode): it has no spread, so its sd is 0 and "
+            "a z-score against it measures the other method's Monte Carlo error only"
+        )
     _echo_written(paths)
 
 
@@ -465,14 +524,19 @@ def _main(argv: list[str] | None) -> None:
         _fail(error.format_message(), error.exit_code)
     except (click.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError, FloatingPointError) as error:
         if debug:
             raise
-        _fail(str(error))
+        _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    except MemoryError:
+        if debug:
+            raise
+        _fail("out of memory; use fewer points, clusters or draws")
     except OSError as error:
         if debug:
             raise
-        _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), 1)
+        status = 2 if isinstance(error, PermissionError) else 1
+        _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), status)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ._read import read_npy, read_text
 from .datasets import Dataset
 from .datasets import standardize as _standardize
 from .inference.validation import as_data, check_means, check_sigma, check_weights
@@ -38,6 +40,7 @@ __all__ = [
     "load_fit",
     "load_point_fit",
     "load_posterior",
+    "posterior_fit",
     "read_data",
     "save_point_fit",
     "save_posterior",
@@ -50,8 +53,6 @@ __all__ = [
 FORMAT_VERSION = 1
 POINT_FIT_FORMAT = "kmeans-limit/point-fit"
 POSTERIOR_FORMAT = "kmeans-limit/posterior"
-#: Text that reads as a missing value in a data file.
-MISSING = frozenset({"", "na", "nan", "n/a", "null", "none", "?", "-"})
 #: A JSON fit larger than this is not a fit this package wrote.
 MAX_JSON_BYTES = 64 * 1024 * 1024
 
@@ -59,6 +60,27 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 # ---------------------------------------------------------------------------------------------
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _normal_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would leave: an existing file's, else 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, force: bool = False) -> Path:
@@ -82,14 +104,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, forc
     ------
     FileExistsError
         ``path`` exists and ``force`` is false. Nothing is written.
+    ValueError
+        The folder of ``path`` does not exist.
+
+    Notes
+    -----
+    The file gets the mode a plain ``open(path, "w")`` would give it: an existing file's mode, or
+    0o666 less the umask for a new one (``tempfile.mkstemp`` alone would leave 0o600).
     """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it, or choose another --out")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
+    mode = _normal_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -97,23 +130,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, forc
     return path
 
 
-def write_csv_rows(handle, X, names: Sequence[str], labels=None) -> None:
+def write_csv_rows(handle, X, names: Sequence[str], labels=None, *, delimiter: str = ",") -> None:
     """Rows of ``X`` as CSV on an open text ``handle``: a header line, then exact (``repr``) floats,
-    and a last ``component`` column when ``labels`` are given."""
+    and a last ``component`` column when ``labels`` are given (``delimiter="\\t"``: TSV)."""
     X = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float)
-    writer = csv.writer(handle, lineterminator="\n")
+    writer = csv.writer(handle, lineterminator="\n", delimiter=delimiter)
     writer.writerow(list(names) + (["component"] if labels is not None else []))
     labels = None if labels is None else [int(z) for z in labels]
     for i, row in enumerate(X.tolist()):
         writer.writerow([repr(v) for v in row] + ([] if labels is None else [labels[i]]))
 
 
-def write_table(path, X, names: Sequence[str], *, labels=None, force: bool = False) -> Path:
+def write_table(
+    path, X, names: Sequence[str], *, labels=None, force: bool = False, delimiter: str = ","
+) -> Path:
     """Write :func:`write_csv_rows` to ``path`` atomically (refusing to overwrite without ``force``)."""
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
-            write_csv_rows(handle, X, names, labels)
+            write_csv_rows(handle, X, names, labels, delimiter=delimiter)
 
     return atomic_write(path, write, force=force)
 
@@ -132,133 +167,19 @@ def _check_path(path: Path) -> None:
         raise ValueError(f"data file '{path}' is empty; it needs at least one row of numbers")
 
 
-def _parse_float(text: str, where: str) -> float:
-    stripped = text.strip()
-    if stripped.lower() in MISSING:
-        raise ValueError(f"{where} is missing ({text!r}); remove or impute the rows with missing values")
-    try:
-        value = float(stripped)
-    except ValueError:
-        raise ValueError(
-            f"{where} holds {text!r}, which is not a number; choose numeric columns with --columns"
-        ) from None
-    if not math.isfinite(value):
-        raise ValueError(f"{where} holds {text!r}; every value must be a finite number")
-    return value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
-def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """Non-blank, non-comment rows of a delimited text file, with their line numbers."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"'{path}' is not a text file (not UTF-8); give a CSV, TSV or .npy file") from None
-    lines = [(i, line) for i, line in enumerate(text.splitlines(), 1)]
-    lines = [(i, line) for i, line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        raise ValueError(f"data file '{path}' is empty; it needs at least one row of numbers")
-    if path.suffix.lower() in (".tsv", ".tab"):
-        delimiter = "\t"
-    else:
-        sample = "\n".join(line for _, line in lines[:20])
-        try:
-            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
-        except csv.Error:
-            delimiter = ","
-    parsed = csv.reader((line for _, line in lines), delimiter=delimiter)
-    return [(i, [field.strip() for field in row]) for (i, _), row in zip(lines, parsed, strict=True)]
-
-
-def _select(names: Sequence[str], columns: Sequence[str] | None) -> list[int]:
-    """Indices of the chosen columns: each one a header name or a 0-based index."""
-    if columns is None:
-        return list(range(len(names)))
-    if not columns:
-        raise ValueError("--columns selects no column; give names or 0-based indices, e.g. --columns 0,2")
-    chosen = []
-    for column in columns:
-        if column in names:
-            chosen.append(names.index(column))
-        elif column.isdigit() and int(column) < len(names):
-            chosen.append(int(column))
-        else:
-            raise ValueError(
-                f"column {column!r} not found; the columns are {', '.join(names)} "
-                f"(or 0-based indices 0..{len(names) - 1})"
-            )
-    if len(set(chosen)) != len(chosen):
-        raise ValueError(f"--columns {','.join(columns)} names a column twice; name each column once")
-    return chosen
-
-
-def _read_text(path: Path, columns: Sequence[str] | None) -> Dataset:
-    rows = _read_rows(path)
-    line, first = rows[0]
-    numeric = [_is_number(field) for field in first]
-    has_header = not any(numeric)
-    if not has_header and not all(numeric):
-        bad = first[numeric.index(False)]
-        raise ValueError(
-            f"'{path}' line {line} mixes numbers and text ({bad!r}): a header line needs a name in every "
-            "field, a data line a number in every field; fill in or remove missing values"
-        )
-    names = first if has_header else [f"x{j}" for j in range(len(first))]
-    body = rows[1:] if has_header else rows
-    if not body:
-        raise ValueError(f"data file '{path}' has a header line but no rows of data")
-    chosen = _select(names, columns)
-    values = []
-    for line, row in body:
-        if len(row) != len(names):
-            raise ValueError(
-                f"'{path}' line {line} has {len(row)} fields but the first line has {len(names)}; "
-                "every row needs the same number of fields"
-            )
-        values.append([_parse_float(row[j], f"'{path}' line {line}, column {names[j]!r},") for j in chosen])
-    data = torch.tensor(values, dtype=torch.float64)
-    return Dataset(data, tuple(names[j] for j in chosen))
-
-
-def _read_npy(path: Path, columns: Sequence[str] | None) -> Dataset:
-    with path.open("rb") as handle:
-        if handle.read(6) != b"\x93NUMPY":
-            raise ValueError(f"'{path}' is not a valid .npy file (no NumPy header); write it with np.save")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        if "allow_pickle" in str(error):
-            raise ValueError(f"'{path}' holds Python objects; save a numeric array with np.save") from None
-        raise ValueError(f"'{path}' is not a valid .npy file ({error})") from None
-    except (OSError, EOFError) as error:
-        raise ValueError(f"'{path}' is not a valid .npy file ({error})") from None
-    if not isinstance(array, np.ndarray) or array.dtype.names is not None or array.dtype.kind not in "biuf":
-        raise ValueError(f"'{path}' holds a {array.dtype} array; save a plain numeric array with np.save")
-    if array.ndim == 1:
-        array = array[:, None]
-    if array.ndim != 2:
-        raise ValueError(f"'{path}' holds an array of shape {array.shape}; it should be 2-D (rows, columns)")
-    names = [f"x{j}" for j in range(array.shape[1])]
-    chosen = _select(names, columns)
-    data = as_data(torch.as_tensor(array[:, chosen].astype(np.float64)), f"'{path}'")
-    return Dataset(data, tuple(names[j] for j in chosen))
-
-
 def read_data(path: str | os.PathLike, *, columns: Sequence[str] | None = None) -> Dataset:
-    """Read a data file: CSV or TSV text (header line detected) or a NumPy ``.npy`` array.
+    """Read a data file: CSV, TSV or whitespace-separated text (header line detected, gzip read
+    transparently) or a NumPy ``.npy`` array.
 
     Parameters
     ----------
     path : path-like
-        ``.npy`` is read with ``allow_pickle=False``; anything else is read as delimited text. The
-        delimiter is a tab for ``.tsv``/``.tab`` and otherwise detected among ``,``, ``;`` and tab.
-        Blank lines and lines starting with ``#`` are skipped.
+        ``.npy`` is read with ``allow_pickle=False``; anything else is read as text, gunzipped first
+        when it starts with the gzip magic bytes (e.g. the sipu ``.data.gz`` files). The delimiter is
+        a tab for ``.tsv``/``.tab``; otherwise ``,``, ``;`` or a tab when the first lines hold one,
+        and otherwise runs of whitespace (the sipu ``.data`` format, ``numpy.savetxt``'s default).
+        Numbers with decimal commas (``1,5;2,5``) are refused with what to do. Blank lines and lines
+        starting with ``#`` are skipped.
     columns : sequence of str, optional
         The columns to keep, each a header name or a 0-based index; all by default. Columns without
         a header are named ``x0``, ``x1``, ...
@@ -271,7 +192,8 @@ def read_data(path: str | os.PathLike, *, columns: Sequence[str] | None = None) 
     Raises
     ------
     ValueError
-        A missing, empty or non-numeric file; a missing value; ragged rows; an unknown column.
+        A missing, empty, binary or non-numeric file; decimal commas; a missing value; ragged rows;
+        an unknown column. The message names what was detected (e.g. "read as comma-separated").
 
     Notes
     -----
@@ -280,7 +202,7 @@ def read_data(path: str | os.PathLike, *, columns: Sequence[str] | None = None) 
     """
     path = Path(path)
     _check_path(path)
-    reader = _read_npy if path.suffix.lower() == ".npy" else _read_text
+    reader = read_npy if path.suffix.lower() == ".npy" else read_text
     dataset = reader(path, columns)
     return Dataset(as_data(dataset.data, f"data file '{path}'"), dataset.feature_names)
 
@@ -297,10 +219,34 @@ class Standardization(NamedTuple):
 
 
 def standardize_with_stats(X: torch.Tensor) -> tuple[torch.Tensor, Standardization]:
-    """``kmeans_limit.datasets.standardize(X)`` and the centre and scale it used (constant columns: 1)."""
-    std = X.std(0, unbiased=False)
-    scale = torch.where(std > 0, std, torch.ones_like(std))
-    return _standardize(X), Standardization(tuple(X.mean(0).tolist()), tuple(scale.tolist()))
+    """Each column centred and scaled to unit (1/N) variance, and the centre and scale used.
+
+    The moments are taken on columns divided by their largest magnitude first, so that data near
+    the top of the dtype's range (1e300 in float64) standardize instead of overflowing; a constant
+    column is only centred (scale 1).
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features)
+
+    Returns
+    -------
+    tensor of shape (n_samples, n_features), Standardization
+    """
+    if bool(torch.isfinite(X.abs().amax().square() * X.shape[0])):
+        scale = X.std(0, unbiased=False)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return _standardize(X), Standardization(tuple(X.mean(0).tolist()), tuple(scale.tolist()))
+    peak = X.abs().amax(0)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    unit = X / peak
+    mean_unit = unit.mean(0)
+    std_unit = unit.std(0, unbiased=False)
+    spread = std_unit > 0
+    scale_unit = torch.where(spread, std_unit, 1 / peak)
+    Z = (unit - mean_unit) / scale_unit
+    mean, scale = mean_unit * peak, torch.where(spread, std_unit * peak, torch.ones_like(peak))
+    return Z, Standardization(tuple(mean.tolist()), tuple(scale.tolist()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,22 +507,30 @@ def _attr_json(attrs, name: str, path: Path):
         raise ValueError(f"'{path}': attribute {name} is not valid JSON; the file is corrupt") from None
 
 
-def load_posterior(path: str | os.PathLike) -> PosteriorFit:
-    """Load and validate a posterior saved as netCDF (by :func:`save_posterior` or ``to_netcdf``).
+def posterior_fit(idata, where: str | os.PathLike = "the posterior") -> PosteriorFit:
+    """Validate an ``InferenceData`` (in memory, or as read from a file) as a :class:`PosteriorFit`.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    where : str or path-like
+        Named in error messages (the file it came from).
 
     Raises
     ------
     ValueError
-        Not netCDF, no posterior group, missing ``weights``/``means``/``sigma``, wrong dims or
-        shapes, non-finite values, σ <= 0, weights off the simplex, or a newer format version.
+        As :func:`load_posterior`.
     """
-    path = Path(path)
-    idata = _open_netcdf(path)
+    path = where
     if "posterior" not in idata.groups():
         raise ValueError(f"'{path}' has no posterior group; it is not a kmeans-limit posterior")
     posterior = idata.posterior
-    if "kmeans_limit_version" in posterior.attrs:
-        _check_version(posterior.attrs["kmeans_limit_version"], path)
+    version = posterior.attrs.get("kmeans_limit_version")
+    tagged = posterior.attrs.get("kmeans_limit_format") == POSTERIOR_FORMAT
+    if tagged or (version is not None and not isinstance(version, str)):
+        # save_posterior stores the format version under this key; fit_posterior's own attrs use
+        # it for the package version (a string such as "0.1.0"), which is not a format version
+        _check_version(version, path)
     weights, means, sigma = (_posterior_array(posterior, n, path) for n in ("weights", "means", "sigma"))
     if means.shape[1] != weights.shape[1] or (sigma <= 0).any():
         raise ValueError(f"'{path}': means and weights disagree on the clusters, or a σ draw is <= 0")
@@ -590,6 +544,19 @@ def load_posterior(path: str | os.PathLike) -> PosteriorFit:
         _attr_json(posterior.attrs, "kmeans_limit_standardization", path), means.shape[2], path
     )
     return PosteriorFit(idata, means, weights, sigma, names, standardization)
+
+
+def load_posterior(path: str | os.PathLike) -> PosteriorFit:
+    """Load and validate a posterior saved as netCDF (by :func:`save_posterior` or ``to_netcdf``).
+
+    Raises
+    ------
+    ValueError
+        Not netCDF, no posterior group, missing ``weights``/``means``/``sigma``, wrong dims or
+        shapes, non-finite values, σ <= 0, weights off the simplex, or a newer format version.
+    """
+    path = Path(path)
+    return posterior_fit(_open_netcdf(path), path)
 
 
 def load_fit(path: str | os.PathLike) -> PointFit | PosteriorFit:

@@ -12,11 +12,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
+from ._report import invariant_values
 from .inference.kernels import log_responsibilities
 from .io import atomic_write
 
@@ -28,16 +30,27 @@ __all__ = [
     "plot_generated",
     "plot_posterior_pairs",
     "plot_responsibilities",
+    "palette",
     "save_figure",
 ]
 
-#: Colours of components 0, 1, 2, ... (matplotlib's tab10, cycled).
+#: Colours of components 0, 1, 2, ... for K <= 10 (matplotlib's tab10).
 COLOURS = [to_rgb(f"C{k}") for k in range(10)]
-DPI = 110
+DPI = 100
+#: Above this many components, legends name no single component (one entry says how they are coloured).
+LEGEND_K = 10
 
 
-def _colour(k: int) -> tuple[float, float, float]:
-    return COLOURS[k % len(COLOURS)]
+def palette(n_colours: int) -> list[tuple[float, float, float]]:
+    """``n_colours`` distinct colours: tab10 up to 10, tab20 up to 20, then evenly spaced hues of
+    ``hsv`` interleaved (neighbouring labels far apart in hue), so that no colour repeats."""
+    if n_colours <= 10:
+        return COLOURS[:n_colours]
+    if n_colours <= 20:
+        return [tuple(c[:3]) for c in colormaps["tab20"].colors[:n_colours]]
+    stride = next(s for s in range(int(n_colours**0.5), n_colours) if np.gcd(s, n_colours) == 1)
+    hues = (np.arange(n_colours) * stride % n_colours) / n_colours
+    return [tuple(float(v) for v in colormaps["hsv"](h)[:3]) for h in hues]
 
 
 def _np(value) -> np.ndarray:
@@ -194,19 +207,19 @@ def _branches(path, split_sigmas) -> list[tuple[np.ndarray, np.ndarray, np.ndarr
 def _mark_hard(ax, hard_means, d: int) -> None:
     """The σ = 0 centroids as arrowheads on the right edge (σ = 0 is off a log axis)."""
     at_edge = blended_transform_factory(ax.transAxes, ax.transData)
-    for k, value in enumerate(_np(hard_means)[:, d]):
-        ax.scatter(
-            [0.985],
-            [value],
-            marker="<",
-            s=60,
-            color=_colour(k),
-            edgecolors="black",
-            transform=at_edge,
-            clip_on=False,
-            zorder=5,
-            label="σ = 0 (Lloyd)" if k == 0 else None,
-        )
+    values = _np(hard_means)[:, d]
+    ax.scatter(
+        np.full(len(values), 0.985),
+        values,
+        marker="<",
+        s=60,
+        c=palette(len(values)),
+        edgecolors="black",
+        transform=at_edge,
+        clip_on=False,
+        zorder=5,
+        label="σ = 0 (Lloyd)",
+    )
 
 
 def plot_bifurcation(
@@ -243,16 +256,22 @@ def plot_bifurcation(
     n_panels = min(n_features, max_features)
     figure = Figure(figsize=(7, 2.2 + 2.0 * n_panels), layout="constrained")
     axes = figure.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
+    colours = palette(len(branches))
+    named = len(branches) <= LEGEND_K
     for d, ax in enumerate(axes):
         for k, (xs, ys, is_level) in enumerate(branches):
-            ax.plot(xs, ys[:, d], color=_colour(k), label=f"centroid {k}")
-            ax.plot(xs[is_level], ys[is_level, d], ".", color=_colour(k), markersize=5)
+            ax.plot(xs, ys[:, d], color=colours[k], label=f"centroid {k}" if named else None)
+            ax.plot(xs[is_level], ys[is_level, d], ".", color=colours[k], markersize=5)
         if hard_means is not None:
             _mark_hard(ax, hard_means, d)
         _cooling_axis(ax)
         _mark_splits(ax, split_sigmas, d == 0, critical_sigmas, sigma_range)
         ax.set_ylabel(feature_names[d])
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not named:
+        handles.insert(0, axes[0].plot([], [], color="0.4")[0])
+        labels.insert(0, f"{len(branches)} centroids,\none colour each")
+    figure.legend(handles, labels, loc="outside right upper", fontsize=8)
     axes[-1].set_xlabel("σ (log scale; cooling →); dots: annealing levels")
     shown = "" if n_panels == n_features else f" (first {n_panels} of {n_features} features)"
     figure.suptitle(f"Deterministic annealing: centroids split as σ falls{shown}")
@@ -275,8 +294,7 @@ def _pick_levels(mean_entropy: np.ndarray, n_panels: int) -> list[int]:
 
 
 def _soft_colours(gamma: np.ndarray) -> np.ndarray:
-    palette = np.array([_colour(k) for k in range(gamma.shape[1])])
-    return np.clip(gamma @ palette, 0, 1)
+    return np.clip(gamma @ np.array(palette(gamma.shape[1])), 0, 1)
 
 
 def _responsibility_panel(ax, X: torch.Tensor, projection: Projection, sigma: float, means, weights) -> None:
@@ -286,8 +304,10 @@ def _responsibility_panel(ax, X: torch.Tensor, projection: Projection, sigma: fl
     entropy = abs(-(gamma * np.log(np.where(gamma > 0, gamma, 1))).sum(1).mean())
     ax.scatter(*projection(X).T, c=_soft_colours(gamma), s=10, linewidths=0)
     born = np.flatnonzero(w.numpy() > 0)
-    for k, (cx, cy) in zip(born, projection(mu[born], jitter=False), strict=True):
-        ax.scatter(cx, cy, marker="X", s=110, color=_colour(k), edgecolors="black", linewidths=1)
+    colours = np.array(palette(len(w)))[born]
+    size = 110 if len(w) <= LEGEND_K else 50
+    centres = projection(mu[born], jitter=False)
+    ax.scatter(*centres.T, marker="X", s=size, c=colours, edgecolors="black", linewidths=1)
     count = "" if len(born) == len(w) else f", {len(born)} of {len(w)} centroids born"
     name = "σ = 0 (Lloyd's fixed point)" if sigma == 0 else f"σ = {sigma:.3g}"
     ax.set_title(f"{name}{count}\nmean entropy {entropy:.3f} nats", fontsize=9)
@@ -417,23 +437,45 @@ def plot_entropy_loglik(
     return figure
 
 
-def _pair_columns(sigma, weights) -> tuple[list[np.ndarray], list[str]]:
+#: Most weights a pair plot shows; above, it shows label-invariant quantities instead.
+PAIR_WEIGHTS = 5
+
+
+def _pair_columns(sigma, weights, reference: Mapping[str, float]):
+    """Columns of the pair plot, their names, the reference values by name, and a note on what is shown.
+
+    σ (when it varies) and the first K − 1 weights (the last is one minus the others), or, for
+    K − 1 > :data:`PAIR_WEIGHTS`, the label-invariant quantities of :func:`invariant_values`.
+    """
     columns, names = [], []
     if np.ptp(sigma) > 0:
         columns.append(sigma)
         names.append("σ")
-    shown = weights.shape[1] - 1 if weights.shape[1] > 1 else 0
-    for k in range(shown):
-        columns.append(weights[:, k])
-        names.append(f"weight {k}")
-    return columns, names
+    n_clusters = weights.shape[1]
+    if n_clusters - 1 <= PAIR_WEIGHTS:
+        for k in range(n_clusters - 1):
+            columns.append(weights[:, k])
+            names.append(f"weight {k}")
+        return columns, names, dict(reference), ""
+    quantities = invariant_values(sigma, weights)
+    del quantities["sigma"]
+    columns += list(quantities.values())
+    names += list(quantities)
+    hard = [reference.get(f"weight {k}") for k in range(n_clusters)]
+    known = dict(reference)
+    if all(v is not None for v in hard):
+        known.update({n: float(v) for n, v in invariant_values(0.0, np.asarray(hard, dtype=float)).items()})
+    note = f" — K = {n_clusters}: label-invariant quantities, not {n_clusters - 1} weights"
+    return columns, names, known, note
 
 
 def plot_posterior_pairs(sigma, weights, *, reference: Mapping[str, float] | None = None) -> Figure:
     """Pair plot of σ and the mixing weights over posterior draws (relabelled).
 
     The last weight is left out (it is one minus the others), and so is σ when it was fixed; with
-    neither left (σ fixed, K = 1) the figure says so.
+    neither left (σ fixed, K = 1) the figure says so. For more than ``PAIR_WEIGHTS + 1`` clusters
+    the plot shows the largest, median and smallest weight and the effective number of clusters
+    exp(entropy of the weights) instead, and its title says so: the panels stay at most 5 × 5.
 
     Parameters
     ----------
@@ -442,12 +484,11 @@ def plot_posterior_pairs(sigma, weights, *, reference: Mapping[str, float] | Non
     reference : mapping from a column name (``"σ"``, ``"weight 0"``, ...) to a value, optional
         Drawn as dashed lines, e.g. the hard fit's σ* and weights.
     """
-    columns, names = _pair_columns(_np(sigma), _np(weights))
+    columns, names, reference, what = _pair_columns(_np(sigma), _np(weights), dict(reference or {}))
     if not columns:
         figure = Figure(figsize=(5, 2), layout="constrained")
         figure.text(0.5, 0.5, "σ was fixed and K = 1: no σ or weights vary", ha="center", va="center")
         return figure
-    reference = dict(reference or {})
     n = len(columns)
     figure = Figure(figsize=(2.6 * n + 0.6, 2.6 * n + 0.4), layout="constrained")
     axes = figure.subplots(n, n, squeeze=False)
@@ -469,12 +510,26 @@ def plot_posterior_pairs(sigma, weights, *, reference: Mapping[str, float] | Non
             ax.set_xlabel(names[j] if i == n - 1 else "")
             ax.set_ylabel(names[i] if j == 0 and i > 0 else "")
     note = "; dashed: the annealed hard fit" if reference else ""
-    figure.suptitle(f"Posterior of σ and weights ({len(columns[0])} draws){note}")
+    figure.suptitle(f"Posterior of σ and weights ({len(columns[0])} draws){note}{what}")
     return figure
 
 
-def plot_centroid_clouds(X, means, feature_names: Sequence[str], *, hard_means=None) -> Figure:
-    """Posterior draws of each centroid (relabelled) over the data.
+def _outside_legend(figure: Figure, ax, extra=()) -> None:
+    """The axes' legend entries (and ``extra`` (handle, label) pairs first) beside the plot, not on it."""
+    handles, labels = ax.get_legend_handles_labels()
+    for handle, label in reversed(list(extra)):
+        handles.insert(0, handle)
+        labels.insert(0, label)
+    figure.legend(handles, labels, loc="outside right upper", fontsize=8)
+
+
+def plot_centroid_clouds(
+    X, means, feature_names: Sequence[str], *, hard_means=None, point_estimate: bool = False
+) -> Figure:
+    """Posterior draws of each centroid (relabelled) over the data; or a point estimate's centroids.
+
+    The legend stands beside the plot; above ``LEGEND_K`` centroids it names none of them (one entry
+    says each has its own colour, from :func:`palette`, which never repeats a colour).
 
     Parameters
     ----------
@@ -483,23 +538,50 @@ def plot_centroid_clouds(X, means, feature_names: Sequence[str], *, hard_means=N
     feature_names : sequence of str
     hard_means : array-like of shape (n_clusters, n_features), optional
         The annealed k-means centroids, drawn as black crosses.
+    point_estimate : bool, default False
+        The draws repeat one point (MAP): its centroids are drawn once, as large dots.
     """
     projection = Projection(X, feature_names)
-    means = _np(means)
-    figure = Figure(figsize=(6, 5), layout="constrained")
+    means = _np(means)[:1] if point_estimate else _np(means)
+    n_clusters = means.shape[1]
+    colours = palette(n_clusters)
+    named = n_clusters <= LEGEND_K
+    figure = Figure(figsize=(7.2, 5), layout="constrained")
     ax = figure.subplots()
-    ax.scatter(*projection(X).T, s=8, color="0.7", linewidths=0, label="data")
-    alpha = min(0.5, max(0.03, 100 / means.shape[0]))
-    for k in range(means.shape[1]):
-        cloud = projection(means[:, k], jitter=False)
-        ax.scatter(*cloud.T, s=4, alpha=alpha, color=_colour(k), linewidths=0)
-        ax.scatter([], [], s=20, color=_colour(k), label=f"centroid {k} draws")
+    ax.scatter(*projection(X).T, s=8, color="0.7", linewidths=0, label="data", rasterized=True)
+    what = "centroid" if point_estimate else "centroid draws"
+    if point_estimate:
+        centres = projection(means[0], jitter=False)
+        ax.scatter(*centres.T, s=60, c=colours, edgecolors="black", linewidths=0.8, zorder=4)
+    else:
+        alpha = min(0.5, max(0.03, 100 / means.shape[0]))
+        clouds = np.concatenate([projection(means[:, k], jitter=False) for k in range(n_clusters)])
+        cloud_colours = np.repeat(np.array(colours), means.shape[0], axis=0)
+        ax.scatter(*clouds.T, s=4, alpha=alpha, c=cloud_colours, linewidths=0, rasterized=True)
+    if named:
+        for k in range(n_clusters):
+            ax.scatter([], [], s=20, color=colours[k], label=f"{what} {k}")
     if hard_means is not None:
         centres = projection(_np(hard_means), jitter=False)
-        ax.scatter(*centres.T, marker="x", s=90, color="black", linewidths=2, label="annealed k-means")
+        ax.scatter(
+            *centres.T,
+            marker="x",
+            s=90 if named else 40,
+            color="black",
+            linewidths=2,
+            label="annealed k-means",
+        )
     projection.label(ax)
-    ax.legend(loc="best", fontsize=8)
-    ax.set_title(f"Posterior centroid clouds ({means.shape[0]} draws, relabelled)")
+    extra = (
+        []
+        if named
+        else [(ax.scatter([], [], s=20, color="0.4"), f"{n_clusters} centroids,\none colour each")]
+    )
+    _outside_legend(figure, ax, extra)
+    if point_estimate:
+        ax.set_title("Centroids of the posterior mode (map): a point estimate, no spread")
+    else:
+        ax.set_title(f"Posterior centroid clouds ({means.shape[0]} draws, relabelled)")
     return figure
 
 
@@ -510,17 +592,20 @@ def plot_generated(X, generated: Mapping[str, tuple], feature_names: Sequence[st
     ----------
     X : array-like of shape (n_samples, n_features)
     generated : mapping from a panel title to ``(x, z)``
-        ``x`` of shape (m, n_features); ``z`` the component of each row (colours), or None.
+        ``x`` of shape (m, n_features); ``z`` the component of each row (colours, from
+        :func:`palette` over the largest component seen), or None.
     feature_names : sequence of str
     """
     projection = Projection(X, feature_names)
     panels = {"observed data": (X, None), **generated}
+    labels = [_np(z).astype(int) for _, z in generated.values() if z is not None]
+    colours = np.array(palette(max((int(z.max()) + 1 for z in labels if z.size), default=1)))
     figure = Figure(figsize=(3.6 * len(panels), 3.8), layout="constrained")
     axes = figure.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
     for ax, (title, (x, z)) in zip(axes, panels.items(), strict=True):
         x = _np(x)
-        colours = "0.3" if z is None else [_colour(int(k)) for k in _np(z)]
-        ax.scatter(*projection(x).T, s=8, c=colours, linewidths=0)
+        shade = "0.3" if z is None else colours[_np(z).astype(int)]
+        ax.scatter(*projection(x).T, s=8, c=shade, linewidths=0)
         ax.set_title(f"{title}\n({len(x)} points)", fontsize=9)
         projection.label(ax)
     figure.suptitle("Observed data and new data generated by ancestral sampling (colour: component)")

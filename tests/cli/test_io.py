@@ -298,3 +298,100 @@ def test_netcdf_without_posterior(tmp_path):
     az.from_dict(observed_data={"x": np.zeros((3, 2))}).to_netcdf(str(tmp_path / "obs.nc"))
     with pytest.raises(ValueError, match="has no posterior group"):
         load_fit(tmp_path / "obs.nc")
+
+
+# --- the inputs people have (issue 18) ---------------------------------------------------------
+
+
+def test_whitespace_separated_text_as_sipu_and_numpy_savetxt_write_it(tmp_path):
+    sipu = write(tmp_path, "s.data", "    664159    550946\n    665845    557965\n  597173 575538\n")
+    data = read_data(sipu)
+    assert data.feature_names == ("x0", "x1")
+    torch.testing.assert_close(data.data[1], torch.tensor([665845.0, 557965.0], dtype=torch.float64))
+    X = np.random.default_rng(0).normal(size=(7, 3))
+    np.savetxt(tmp_path / "saved.txt", X)  # "%.18e" separated by single spaces
+    np.testing.assert_array_equal(read_data(tmp_path / "saved.txt").data.numpy(), X)
+    headed = write(tmp_path, "h.txt", "a b\n1 2\n3\t4\n")
+    assert read_data(headed).feature_names == ("a", "b")
+
+
+def test_gzipped_text_is_read_as_it_is(tmp_path):
+    import gzip
+
+    (tmp_path / "s.data.gz").write_bytes(gzip.compress(b"1 2\n3 4\n5 6\n"))
+    np.testing.assert_array_equal(read_data(tmp_path / "s.data.gz").data.numpy(), [[1, 2], [3, 4], [5, 6]])
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b" + b"\x00" * 30)
+    with pytest.raises(ValueError, match="corrupt gzip file"):
+        read_data(tmp_path / "bad.gz")
+
+
+def test_the_packaged_sipu_files_read_like_the_library_loads_them():
+    from importlib import resources
+
+    from kmeans_limit.datasets import load_sipu
+
+    path = resources.files("kmeans_limit.datasets").joinpath("r15.data.gz")
+    torch.testing.assert_close(read_data(path).data, load_sipu("r15").data)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "1,5;2,5\n3,25;4,0\n",
+            "decimal commas \\('1,5'\\) separated by semicolons.*'\\.' as the decimal mark",
+        ),
+        ("a;b\n1,5;2\n3;4,75\n", "decimal commas"),
+        ("1,5\t2,5\n3,5\t4,5\n", "separated by tabs"),
+        ("1 x\n2 3\n", "mixes numbers and text \\('x'\\).*read as whitespace-separated"),
+        ("1,2\n3,4,5\n", "has 3 fields.*read as comma-separated"),
+    ],
+)
+def test_refused_text_says_what_was_detected(tmp_path, content, message):
+    with pytest.raises(ValueError, match=message):
+        read_data(write(tmp_path, "d.csv", content))
+
+
+def test_integer_csv_is_not_taken_for_decimal_commas(tmp_path):
+    np.testing.assert_array_equal(
+        read_data(write(tmp_path, "d.csv", "1,5\n3,25\n")).data.numpy(), [[1, 5], [3, 25]]
+    )
+
+
+def test_standardize_near_the_top_of_float64_does_not_overflow():
+    X = torch.tensor([[1e300, 5.0], [-1e300, 5.0], [3e300, 5.0], [0.0, 5.0]], dtype=torch.float64)
+    Z, stats = standardize_with_stats(X)
+    assert torch.isfinite(Z).all() and len(torch.unique(Z[:, 0])) == 4
+    torch.testing.assert_close(Z[:, 0].std(unbiased=False), torch.tensor(1.0, dtype=torch.float64))
+    assert stats.scale[1] == 1.0 and torch.equal(Z[:, 1], torch.zeros(4, dtype=torch.float64))
+    torch.testing.assert_close(stats.undo(Z), X, rtol=1e-12, atol=1e-12 * 3e300)  # rounding of the scale
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_get_the_mode_of_a_normal_write(tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "new.txt", lambda tmp: tmp.write_text("x"))
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "new.txt").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask
+    os.chmod(tmp_path / "new.txt", 0o640)
+    atomic_write(tmp_path / "new.txt", lambda tmp: tmp.write_text("y"), force=True)
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640  # a replaced file keeps its mode
+
+
+def test_atomic_write_into_a_missing_folder_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="does not exist; create it first"):
+        atomic_write(tmp_path / "no" / "f.txt", lambda tmp: tmp.write_text("x"))
+
+
+def test_a_posterior_straight_from_to_netcdf_with_a_package_version_loads(tmp_path):
+    idata = fake_idata()
+    idata.posterior.attrs["kmeans_limit_version"] = "0.1.0"  # fit_posterior's attrs: the package version
+    idata.to_netcdf(str(tmp_path / "direct.nc"))
+    assert load_posterior(tmp_path / "direct.nc").means.shape[1:] == (2, 2)

@@ -186,3 +186,44 @@ def test_entropy_plot_marks_split_sigmas_and_breaks_at_births(annealed, tmp_path
     born = (annealed.path.weights > 0).sum(1)
     assert len(solid) == int((born.diff() > 0).sum()) + 1  # one piece per run of levels between births
     saved_png(figure, tmp_path)
+
+
+# --- readable at large K (issue 18) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 11, 20, 21, 100, 250])
+def test_palette_never_repeats_a_colour(n):
+    colours = plotting.palette(n)
+    assert len(colours) == n and len(set(colours)) == n
+    assert all(len(c) == 3 and all(0 <= v <= 1 for v in c) for c in colours)
+    assert plotting.palette(min(n, 10)) == plotting.COLOURS[: min(n, 10)]  # tab10 while it suffices
+
+
+def test_pair_plot_at_large_k_shows_invariant_quantities(tmp_path):
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(np.full(15, 20.0), 300)
+    reference = {"σ": 0.4, **{f"weight {k}": 1 / 15 for k in range(15)}}
+    figure = plotting.plot_posterior_pairs(rng.uniform(0.3, 0.5, 300), weights, reference=reference)
+    visible = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(visible) == 15  # σ and 4 invariant quantities: 5 diagonal + 10 lower panels
+    assert "label-invariant quantities, not 14 weights" in figure._suptitle.get_text()
+    assert "effective K" in visible[-1].get_xlabel() or any(
+        "effective K" in ax.get_ylabel() for ax in visible
+    )
+    width, height = figure.get_size_inches() * plotting.DPI
+    assert max(width, height) < 1600
+
+
+def test_centroid_legend_stands_beside_the_data_and_names_no_centroid_at_large_k(blobs, tmp_path):
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(30, 12, 2))
+    figure = plotting.plot_centroid_clouds(blobs, means, NAMES, hard_means=means.mean(0))
+    ax = figure.axes[0]
+    assert ax.get_legend() is None and len(figure.legends) == 1
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert texts[0] == "12 centroids,\none colour each" and not any("draws 11" in t for t in texts)
+    few = plotting.plot_centroid_clouds(blobs, means[:, :3], NAMES)
+    assert [t.get_text() for t in few.legends[0].get_texts()][1:] == [f"centroid draws {k}" for k in range(3)]
+    point = plotting.plot_centroid_clouds(blobs, means[:1, :3], NAMES, point_estimate=True)
+    assert "a point estimate" in point.axes[0].get_title()
+    saved_png(figure, tmp_path)
