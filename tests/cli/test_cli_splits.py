@@ -18,30 +18,34 @@ def r15_csv(tmp_path_factory):
     return path
 
 
-def numbers_after(text: str, prefix: str) -> list[float]:
+def numbers_after(text: str, prefix: str) -> tuple[list[float], int]:
+    """The numbers printed after ``prefix`` (a long list shows its head, "...", its last) and their count."""
     line = next(line for line in text.splitlines() if prefix in line)
     values = line.split(prefix, 1)[1].split(" (", 1)[0]
-    return [float(v) for v in values.split(",")]
+    shown = [float(v) for v in values.split(",") if v.strip() != "..."]
+    counted = line.split(prefix, 1)[1].split(" (", 1)[1].split(" values)")[0] if "..." in values else None
+    return shown, int(counted) if counted is not None else len(shown)
 
 
 def test_r15_summary_prints_split_sigmas_below_the_first_transition(r15_csv, cli_in_process):
     """The defect: "split at σ_c = 1, 1.048, ..." on r15, the second above the theoretical first."""
     result = cli_in_process("anneal", r15_csv, "-k", 15, "--standardize", "--quiet")
     assert result.returncode == 0, result.stderr
-    split = numbers_after(result.stdout, "splits made at σ = ")
+    split, n_split = numbers_after(result.stdout, "splits made at σ = ")
     first = float(result.stdout.split("√λmax(Cov X) = ")[1].split(",")[0])
     assert first == pytest.approx(1.0, abs=1e-3)  # standardized: λmax(Cov X) is about 1
-    assert len(split) == 14 and all(s <= first for s in split)
+    assert n_split == 14 and all(s <= first for s in split)
     assert split == sorted(split, reverse=True) and split[0] == pytest.approx(0.9 * first, rel=1e-3)
-    critical = numbers_after(result.stdout, "unstable below it): ")
-    assert len(critical) == 14 and critical[0] == pytest.approx(first, rel=1e-3)
+    critical, n_critical = numbers_after(result.stdout, "unstable below it): ")
+    assert n_critical == 14 and critical[0] == pytest.approx(first, rel=1e-3)
 
 
 def test_anneal_json_round_trips_split_and_critical_sigmas(tmp_path):
     data = _jobs.Data(load_sipu("r15", standardized=True).data, ("x", "y"), None, "r15")
     outcome = _jobs.run_anneal(data.X, 15, seed=0, cooling=0.9, weights="learn")
     paths = _jobs.plan_outputs(tmp_path / "out", _jobs.ANNEAL_FILES, force=False)
-    _jobs.write_anneal(outcome, data, paths, force=False, seed=0)
+    with _jobs.writing(paths):
+        _jobs.write_anneal(outcome, data, paths, force=False, seed=0)
     extra = load_point_fit(paths["anneal.json"]).extra
     assert extra["split_sigmas"] == outcome.result.split_sigmas.tolist()  # JSON floats round trip exactly
     assert extra["critical_sigmas"] == outcome.result.critical_sigmas.tolist()
