@@ -7,13 +7,12 @@ import warnings
 from typing import NamedTuple
 
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
 from ._comm import LOCAL, Comm
 from ._levels import Annealer
 from ._split import split_merge
 from .data import Data, prepare_data
-from .em import check_weights_mode
+from .em import check_weights_mode, convergence_warning
 from .kernels import serial_if_small
 from .lloyd import LloydResult, lloyd_rows
 from .validation import check_n_clusters, check_positive_int, check_real, make_generator
@@ -257,7 +256,7 @@ def _finish(data: Data, weight, means, *, max_iter, n_trials, comm) -> tuple[Llo
         warnings.warn(
             f"Lloyd's algorithm at sigma=0 stopped at max_iter={max_iter} before its labels repeated; "
             "the result is not a fixed point: raise max_iter",
-            ConvergenceWarning,
+            convergence_warning(),
             stacklevel=3,
         )
         return result, result.n_iter

@@ -7,7 +7,6 @@ import warnings
 from typing import NamedTuple
 
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
 from ._comm import LOCAL, Comm
 from .data import Data, prepare_data
@@ -23,6 +22,7 @@ from .validation import (
 
 __all__ = [
     "EMResult",
+    "convergence_warning",
     "check_weights_mode",
     "em",
     "em_fit",
@@ -142,7 +142,7 @@ def warn_unconverged(result: EMResult, stacklevel: int = 2) -> EMResult:
         warnings.warn(
             f"EM stopped at max_iter={result.n_iter} before the log-likelihood settled within tol; "
             "raise max_iter or tol",
-            ConvergenceWarning,
+            convergence_warning(),
             stacklevel=stacklevel,
         )
     return result
@@ -258,3 +258,10 @@ def em_iterations(
     n_iter, history = len(history) - 1, torch.tensor(history, dtype=torch.float64)
     result = EMResult(means, log_weights.exp(), sigma, history[-1].item(), n_iter, converged, history)
     return result, stats
+
+
+def convergence_warning() -> type[Warning]:
+    """scikit-learn's ConvergenceWarning, imported only when one is raised (scikit-learn takes 1-2 s to import)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    return ConvergenceWarning
