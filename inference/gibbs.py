@@ -303,7 +303,7 @@ def run_gibbs(
     learn_sigma : bool
     chunk_size : int, optional
     progress : bool, default False
-        A tqdm bar over sweeps.
+        A tqdm bar over sweeps (all chains advance together), saying whether it is warming up or sampling.
 
     Returns
     -------
@@ -317,7 +317,13 @@ def run_gibbs(
         When a draw holds NaN or inf, naming the sweep and the chain.
     """
     kept = GibbsState(*(v.new_empty(v.shape[:1] + (num_samples,) + v.shape[1:]) for v in state))
-    for sweep in tqdm(range(num_warmup + num_samples), disable=not progress, desc="gibbs"):
+    n_chains = state.sigma.shape[0]
+    bar = tqdm(
+        range(num_warmup + num_samples), disable=not progress, desc=f"gibbs, {n_chains} chains at once"
+    )
+    for sweep in bar:
+        if progress and sweep in (0, num_warmup):
+            bar.set_postfix_str("warm-up" if sweep < num_warmup else "sampling")
         state = gibbs_sweep(X, state, generator, priors, learn_sigma=learn_sigma, chunk_size=chunk_size)
         _check_finite(state, sweep, num_warmup)
         if sweep >= num_warmup:

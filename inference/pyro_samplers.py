@@ -534,7 +534,7 @@ def _fit_guide(X, model, guide, *, num_steps, learning_rate, learning_rate_decay
         {"optimizer": torch.optim.Adam, "optim_args": optim_args, "gamma": gamma}
     )
     svi = SVI(model, guide, scheduler, Trace_ELBO())
-    for step in tqdm(range(num_steps), disable=not progress, desc="svi"):
+    for step in tqdm(range(num_steps), disable=not progress, desc="svi steps"):
         loss = svi.step(X)
         if not np.isfinite(loss):
             raise FloatingPointError(f"SVI produced a non-finite loss ({loss}) at step {step}")
