@@ -2,6 +2,7 @@
 
 from .anneal import AnnealPath, AnnealResult, anneal
 from .compare import TemperedPath, compare_k, compare_posteriors, tempered_path
+from .dp_means import DPMeansResult, dp_means
 from .em import EMResult, em
 from .init import kmeans_plusplus
 from .kernels import SufficientStats, nearest_centroid, squared_distances, sufficient_stats
@@ -13,6 +14,8 @@ from .sampling import GeneratedData, PriorDraws, sample_from, sample_prior
 from .summaries import assignment_probabilities, coclustering_matrix, invariant_summary
 
 __all__ = [
+    "DPMeansResult",
+    "dp_means",
     "AnnealPath",
     "AnnealResult",
     "EMResult",
