@@ -1,11 +1,13 @@
 """DP-means: exact small cases, monotone objective, fixed points, and the exhaustive optimum on N ≤ 8."""
 
 import itertools
+import math
 
 import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from kmeans_limit.inference.anneal_penalty import anneal_penalized, choose_k, penalty_hull
 from kmeans_limit.inference.dp_means import dp_means, merge_costs
 
 F64 = torch.float64
@@ -177,3 +179,46 @@ def test_bad_input(kwargs, match):
 def test_set_partitions_counts_bell_numbers():
     assert [sum(1 for _ in set_partitions(list(range(n)))) for n in range(1, 7)] == [1, 2, 5, 15, 52, 203]
     assert len(list(itertools.islice(set_partitions(list(range(8))), 5000))) == 4140
+
+
+# --- annealing with a penalty -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_penalized_annealing_reaches_the_exhaustive_optimum(seed):
+    X = blobs(seed)
+    result = anneal_penalized(X, 4.0)
+    assert result.objective == pytest.approx(exhaustive_optimum(X, 4.0), rel=1e-10)
+    assert result.n_clusters == result.path_k == 3
+    assert_fixed_point(X, result.dp, 4.0)
+
+
+def test_hull_by_hand():
+    hull = penalty_hull([1, 2, 3, 4], [10.0, 4.0, 3.0, 2.5])
+    assert hull.n_clusters.tolist() == [1, 2, 3, 4]
+    assert hull.penalty_high.tolist() == [math.inf, 6.0, 1.0, 0.5]
+    assert hull.penalty_low.tolist() == [6.0, 1.0, 0.5, 0.0]
+    hull = penalty_hull([1, 2, 3, 4], [10.0, 9.0, 0.0, 0.0])
+    assert hull.n_clusters.tolist() == [1, 3] and hull.penalty_low.tolist() == [5.0, 0.0]
+    with pytest.raises(ValueError, match="n_clusters should be increasing"):
+        penalty_hull([2, 1], [1.0, 0.5])
+
+
+def test_every_penalty_chooses_a_hull_vertex_inside_its_interval():
+    X = blobs(5, n_per=(30, 20, 10, 5), spread=0.6, separation=4.0)
+    result = anneal_penalized(X, 1.0, k_max=10)
+    curve, hull = result.curve, result.hull
+    assert curve.n_clusters.tolist() == list(range(1, 11))
+    for penalty in torch.logspace(-2, 3, 60).tolist():
+        k = choose_k(curve, penalty)
+        i = hull.n_clusters.tolist().index(k)
+        assert hull.penalty_low[i] - 1e-9 <= penalty <= hull.penalty_high[i] + 1e-9
+
+
+def test_true_k_is_chosen_over_a_wide_range_of_penalties():
+    X = blobs(6, n_per=(20, 20, 20), spread=0.5, separation=8.0)
+    result = anneal_penalized(X, 10.0)
+    hull = result.hull
+    i = hull.n_clusters.tolist().index(3)
+    assert hull.penalty_low[i] < 5.0 and hull.penalty_high[i] > 50.0
+    assert result.n_clusters == 3
