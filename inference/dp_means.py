@@ -15,7 +15,15 @@ from .kernels import nearest_centroid, serial_if_small
 from .lloyd import labelled_sq_distances
 from .validation import check_means, check_positive_int, check_real, check_seed
 
-__all__ = ["DPMeansResult", "check_penalty", "dp_means", "dp_means_core", "dp_objective", "merge_costs"]
+__all__ = [
+    "DPMeansResult",
+    "check_penalty",
+    "dp_means",
+    "duplicate_mass",
+    "dp_means_core",
+    "dp_objective",
+    "merge_costs",
+]
 
 #: Relative slack below which a move is not worth making (rounding of J, summed in float64).
 MOVE_TOL = 1e-10
@@ -128,7 +136,8 @@ def dp_means(
     -----
     Kulis & Jordan ("Revisiting k-means: new algorithms via Bayesian nonparametrics", ICML 2012)
     visit the rows one at a time. This batch form assigns every row to its nearest centroid, then,
-    while some row has ``w_n min_k ‖x_n − μ_k‖² > λ``, opens a cluster at the costliest such row (it
+    while some row has ``W_n min_k ‖x_n − μ_k‖² > λ`` (``W_n`` the weight of all the rows equal to
+    x_n, so that weights act as repeated rows), opens a cluster at the costliest such row (it
     lowers J by more than λ, and the rows nearer the new centroid move to it), then moves every
     centroid to its rows' weighted mean and drops the clusters left without weight. Every step lowers
     ``J + λK`` or leaves it, so the passes reach a fixed point. There, two further moves are tried
@@ -151,9 +160,20 @@ def _weighted_mean(X: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return ((weight.double() @ X.double()) / weight.double().sum()).to(X.dtype)[None]
 
 
-def _open_clusters(X, weight, means, labels, min_sq, penalty):
-    """Open a cluster at the costliest row while one costs more than λ; labels and distances follow."""
-    cost = weight * min_sq
+def duplicate_mass(X: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """For each row, the total weight of the rows equal to it (itself included), shape (n_samples,)."""
+    _, inverse = torch.unique(X, dim=0, return_inverse=True)
+    total = torch.zeros(int(inverse.max()) + 1, dtype=weight.dtype, device=weight.device)
+    return total.index_add_(0, inverse, weight)[inverse]
+
+
+def _open_clusters(X, mass, means, labels, min_sq, penalty):
+    """Open a cluster at the costliest row while one costs more than λ; labels and distances follow.
+
+    ``mass`` is :func:`duplicate_mass`: a centroid opened at a row takes every copy of it, so a row
+    of weight 2 and two rows of weight 1 at the same place open a cluster alike.
+    """
+    cost = mass * min_sq
     while means.shape[0] < X.shape[0]:
         i = int(cost.argmax())
         if not cost[i] > penalty * (1.0 + MOVE_TOL):
@@ -164,7 +184,7 @@ def _open_clusters(X, weight, means, labels, min_sq, penalty):
         labels = torch.where(closer, means.shape[0], labels)
         min_sq = torch.where(closer, d_new, min_sq)
         means = torch.cat([means, centre[None]])
-        cost = weight * min_sq
+        cost = mass * min_sq
     return means, labels
 
 
@@ -211,13 +231,14 @@ def dp_means_core(data: Data, penalty: float, start: torch.Tensor | None, *, max
     """:func:`dp_means` on validated inputs (``start`` in the rows' frame)."""
     X, weight = data.rows, data.weights_or_ones()
     means = _weighted_mean(X, weight) if start is None else start
+    mass = duplicate_mass(X, weight)
     history, n_iter, converged, labels = [], 0, False, None
     while True:
         for _ in range(max_iter):
             n_iter += 1
             new_labels, min_sq = nearest_centroid(X, means)
             history.append(dp_objective(X, weight, means, new_labels, penalty)[1])
-            means, new_labels = _open_clusters(X, weight, means, new_labels, min_sq, penalty)
+            means, new_labels = _open_clusters(X, mass, means, new_labels, min_sq, penalty)
             history.append(dp_objective(X, weight, means, new_labels, penalty)[1])
             opened = means.shape[0]
             means, new_labels = _update_means(X, weight, means, new_labels)
