@@ -78,6 +78,21 @@ def _check_max_clusters(max_clusters) -> int:
     return max_clusters
 
 
+def _check_concentration_prior(concentration_prior, concentration, penalty):
+    """``(shape, rate)`` of the Gamma prior on α as floats, or None."""
+    if concentration_prior is None:
+        return None
+    if concentration is not None or penalty is not None:
+        raise ValueError("concentration_prior gives α a prior: not with concentration or penalty")
+    try:
+        shape, rate = (float(v) for v in concentration_prior)
+    except (TypeError, ValueError):
+        raise ValueError(f"concentration_prior={concentration_prior!r} should be (shape, rate) > 0") from None
+    if not all(math.isfinite(v) and v > 0 for v in (shape, rate)):
+        raise ValueError(f"concentration_prior={concentration_prior!r} should be (shape, rate) > 0")
+    return shape, rate
+
+
 def _check_concentration(concentration, penalty, sigma, priors):
     if concentration is not None and penalty is not None:
         raise ValueError(
@@ -99,8 +114,10 @@ def _check_concentration(concentration, penalty, sigma, priors):
     return float(priors.alpha if concentration is None and penalty is None else concentration or 0.0)
 
 
-def _global_sites(max_clusters, n_features, sigma, priors, concentration, penalty, dtype, device):
-    """Sample ``v`` (K − 1,), ``weights`` (K,), ``means`` (K, D) and ``sigma`` (scalar)."""
+def _global_sites(
+    max_clusters, n_features, sigma, priors, concentration, penalty, alpha_prior, dtype, device
+):
+    """Sample ``v`` (K − 1,), ``weights`` (K,), ``means`` (K, D), ``sigma`` and ``alpha`` (scalars)."""
     as_tensor = lambda v: torch.as_tensor(v, dtype=dtype, device=device)  # noqa: E731
     if sigma is None:
         sigma2 = dist.InverseGamma(as_tensor(priors.a0), as_tensor(priors.b0))
@@ -109,7 +126,9 @@ def _global_sites(max_clusters, n_features, sigma, priors, concentration, penalt
         )
     else:
         sigma_t = pyro.deterministic("sigma", as_tensor(sigma))
-    if penalty is None:
+    if alpha_prior is not None:
+        alpha = pyro.sample("alpha", dist.Gamma(as_tensor(alpha_prior[0]), as_tensor(alpha_prior[1])))
+    elif penalty is None:
         alpha = as_tensor(concentration)
     else:
         alpha = dp_concentration(sigma_t, penalty, priors.tau0, n_features).to(dtype)
@@ -135,6 +154,7 @@ def dp_gmm(
     priors: Priors | None = None,
     concentration: float | None = None,
     penalty: float | None = None,
+    concentration_prior: tuple[float, float] | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -166,6 +186,8 @@ def dp_gmm(
         A fixed α.
     penalty : float > 0, optional
         λ (squared data units): α = α(σ) as above; not with ``sigma=0``.
+    concentration_prior : (float, float), optional
+        ``(shape, rate)``: α ~ Gamma(shape, rate), a site ``alpha`` (Escobar & West 1995).
     dtype, device : optional
         Of the drawn tensors when ``X`` is not given.
 
@@ -189,9 +211,10 @@ def dp_gmm(
             "sigma=0 is the hard limit and has no density: it can generate data but not observe X"
         )
     priors = Priors() if priors is None else priors
+    alpha_prior = _check_concentration_prior(concentration_prior, concentration, penalty)
     concentration = _check_concentration(concentration, penalty, sigma, priors)
     weights, means, sigma_t = _global_sites(
-        max_clusters, d, sigma, priors, concentration, penalty, dtype, device
+        max_clusters, d, sigma, priors, concentration, penalty, alpha_prior, dtype, device
     )
     with pyro.plate("data", n):
         z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
@@ -211,6 +234,7 @@ def dp_gmm_marginal(
     priors: Priors | None = None,
     concentration: float | None = None,
     penalty: float | None = None,
+    concentration_prior: tuple[float, float] | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -229,9 +253,10 @@ def dp_gmm_marginal(
     if sigma == 0:
         raise ValueError("sigma=0 has no mixture density; use dp_gmm for the hard limit")
     priors = Priors() if priors is None else priors
+    alpha_prior = _check_concentration_prior(concentration_prior, concentration, penalty)
     concentration = _check_concentration(concentration, penalty, sigma, priors)
     weights, means, sigma_t = _global_sites(
-        max_clusters, d, sigma, priors, concentration, penalty, dtype, device
+        max_clusters, d, sigma, priors, concentration, penalty, alpha_prior, dtype, device
     )
     components = dist.Normal(means.unsqueeze(-3), sigma_t.unsqueeze(-1).unsqueeze(-1)).to_event(1)
     mixture = dist.MixtureSameFamily(dist.Categorical(weights), components)
