@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._split import removal_costs
+from ._split import propose_split, removal_costs
 from .data import Data, prepare_data
 from .kernels import nearest_centroid, serial_if_small
 from .lloyd import labelled_sq_distances
@@ -23,6 +23,7 @@ __all__ = [
     "dp_means_core",
     "dp_objective",
     "merge_costs",
+    "split_gains",
 ]
 
 #: Relative slack below which a move is not worth making (rounding of J, summed in float64).
@@ -104,6 +105,7 @@ def dp_means(
     max_iter: int = 300,
     seed: int = 0,
     sample_weight=None,
+    splits: bool = True,
 ) -> DPMeansResult:
     """DP-means: hard clustering with K chosen by the price λ of a cluster, minimising ``J + λK``.
 
@@ -122,6 +124,9 @@ def dp_means(
         Checked and kept for a uniform API; the algorithm is deterministic (the costliest row opens
         each new cluster, and ties go to the first index).
     sample_weight : array-like of shape (n_samples,), optional
+    splits : bool, default True
+        Also try splitting a cluster in two at the fixed point (``False``: Kulis & Jordan's moves
+        and the merges and deletions only).
 
     Returns
     -------
@@ -140,12 +145,16 @@ def dp_means(
     x_n, so that weights act as repeated rows), opens a cluster at the costliest such row (it
     lowers J by more than λ, and the rows nearer the new centroid move to it), then moves every
     centroid to its rows' weighted mean and drops the clusters left without weight. Every step lowers
-    ``J + λK`` or leaves it, so the passes reach a fixed point. There, two further moves are tried
-    (neither is in Kulis & Jordan's algorithm): merging two clusters (J rises by
-    ``m_a m_b/(m_a + m_b) ‖μ_a − μ_b‖²``, λK falls by λ) and deleting one (its rows going to their
-    next-nearest centroids); the best that lowers the objective is made, and the passes resume.
-    The result is a fixed point of all of them: no single row's reassignment (centroids held),
-    opening, merge or deletion lowers ``J + λK``.
+    ``J + λK`` or leaves it, so the passes reach a fixed point. There, three further moves are tried
+    (none is in Kulis & Jordan's algorithm): merging two clusters (J rises by
+    ``m_a m_b/(m_a + m_b) ‖μ_a − μ_b‖²``, λK falls by λ), deleting one (its rows going to their
+    next-nearest centroids) and splitting one in two along its principal axis, polished by 2-means
+    (J falls by the split's gain, λK rises by λ); the best that lowers the objective is made, and
+    the passes resume. The result is a fixed point of all of them: no single row's reassignment
+    (centroids held), opening, merge, deletion or such split lowers ``J + λK``. Without the splits,
+    a start at the data mean stays at one cluster whenever every row is within ``sqrt(λ)`` of the
+    mean, however much J a split would save (s1 standardized at λ = 20: K = 1 where J + λK is
+    minimal near K = 15).
     """
     penalty = check_penalty(penalty)
     max_iter = check_positive_int("max_iter", max_iter)
@@ -153,7 +162,7 @@ def dp_means(
     data = prepare_data(X, sample_weight)
     start = None if init is None else data.to_rows(check_means(init, data.n_features, name="init"))
     with serial_if_small(data.n_samples * (data.n_features + 1) * 8):
-        return dp_means_core(data, penalty, start, max_iter=max_iter)
+        return dp_means_core(data, penalty, start, max_iter=max_iter, splits=bool(splits))
 
 
 def _weighted_mean(X: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -200,34 +209,60 @@ def _update_means(X, weight, means, labels):
     return new, renumber[labels]
 
 
-def _best_move(X, weight, means, labels, penalty):
-    """The merge or deletion that lowers J + λK most: (kind, index or pair, centroids after) or None."""
+def split_gains(X: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> list:
+    """For each cluster, its best two-way split (principal axis, polished by 2-means): SplitProposals."""
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=n_clusters).tolist()
+    proposals, start = [], 0
+    for count in counts:
+        rows = order[start : start + count]
+        proposals.append(propose_split(X, weight[rows], index=rows))
+        start += count
+    return proposals
+
+
+def _best_move(X, weight, means, labels, penalty, splits: bool):
+    """The merge, deletion or split that lowers J + λK most (the centroids after it), or None."""
     n_clusters = means.shape[0]
-    if n_clusters < 2:
-        return None
     mass = torch.bincount(labels, weights=weight.double(), minlength=n_clusters)
-    merges = merge_costs(means, mass)
-    removals = removal_costs(X, weight, means, labels).double()  # an upper bound on the rise in J
-    flat = int(merges.argmin())
-    a, b = divmod(flat, n_clusters)
-    j = int(removals.argmin())
-    best = min(merges[a, b].item(), removals[j].item())
-    if best >= penalty * (1.0 - MOVE_TOL):
+    moves = []  # (change in J + λK, kind, index)
+    if n_clusters > 1:
+        merges = merge_costs(means, mass)
+        removals = removal_costs(X, weight, means, labels).double()  # an upper bound on the rise in J
+        a, b = divmod(int(merges.argmin()), n_clusters)
+        j = int(removals.argmin())
+        moves += [
+            (merges[a, b].item() - penalty, "merge", (a, b)),
+            (removals[j].item() - penalty, "delete", j),
+        ]
+    proposals = split_gains(X, weight, labels, n_clusters) if splits else []
+    if proposals:
+        k = max(range(n_clusters), key=lambda i: proposals[i].gain)
+        moves.append((penalty - proposals[k].gain, "split", k))
+    if not moves:
+        return None
+    change, kind, where = min(moves, key=lambda move: move[0])
+    if change >= -penalty * MOVE_TOL:
         return None
     keep = torch.ones(n_clusters, dtype=torch.bool)
-    if merges[a, b].item() <= removals[j].item():
-        merged = ((mass[a] * means[a].double() + mass[b] * means[b].double()) / (mass[a] + mass[b])).to(
+    means = means.clone()
+    if kind == "merge":
+        a, b = where
+        means[a] = ((mass[a] * means[a].double() + mass[b] * means[b].double()) / (mass[a] + mass[b])).to(
             means.dtype
         )
-        means = means.clone()
-        means[a] = merged
         keep[b] = False
+    elif kind == "delete":
+        keep[where] = False
     else:
-        keep[j] = False
+        means[where] = proposals[where].left.to(means.dtype)
+        return torch.cat([means, proposals[where].right.to(means.dtype)[None]])
     return means[keep]
 
 
-def dp_means_core(data: Data, penalty: float, start: torch.Tensor | None, *, max_iter: int) -> DPMeansResult:
+def dp_means_core(
+    data: Data, penalty: float, start: torch.Tensor | None, *, max_iter: int, splits: bool = True
+) -> DPMeansResult:
     """:func:`dp_means` on validated inputs (``start`` in the rows' frame)."""
     X, weight = data.rows, data.weights_or_ones()
     means = _weighted_mean(X, weight) if start is None else start
@@ -252,7 +287,7 @@ def dp_means_core(data: Data, penalty: float, start: torch.Tensor | None, *, max
         labels = new_labels
         if not converged:
             break
-        moved = _best_move(X, weight, means, labels, penalty)
+        moved = _best_move(X, weight, means, labels, penalty, splits)
         if moved is None:
             break
         means, labels = moved, None

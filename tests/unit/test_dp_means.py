@@ -8,7 +8,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from kmeans_limit.inference.anneal_penalty import anneal_penalized, choose_k, penalty_hull
-from kmeans_limit.inference.dp_means import dp_means, merge_costs
+from kmeans_limit.inference.dp_means import dp_means, merge_costs, split_gains
 
 F64 = torch.float64
 
@@ -59,8 +59,8 @@ def blobs(seed, n_per=(3, 3, 2), spread=0.3, separation=10.0, d=2, dtype=F64):
     )
 
 
-def assert_fixed_point(X, result, penalty, weight=None):
-    """No single reassignment (centroids held), opening, merge or deletion lowers J + λK."""
+def assert_fixed_point(X, result, penalty, weight=None, splits=True):
+    """No single reassignment (centroids held), opening, merge, deletion or split lowers J + λK."""
     weight = torch.ones(X.shape[0], dtype=F64) if weight is None else weight.double()
     X, means = X.double(), result.means.double()
     d2 = torch.cdist(X, means).square()
@@ -78,6 +78,14 @@ def assert_fixed_point(X, result, penalty, weight=None):
             0, two.indices[:, 0], weight * two.values.diff(dim=1)[:, 0]
         )
         assert (rise >= penalty - tol).all(), "a deletion lowers J + λK"
+    if splits:
+        gains = [
+            p.gain
+            for p in split_gains(
+                X.to(result.means.dtype), weight.to(result.means.dtype), result.labels, means.shape[0]
+            )
+        ]
+        assert max(gains) <= penalty + tol, "a split lowers J + λK"
 
 
 def test_hand_computed_case():
@@ -99,11 +107,11 @@ def test_extreme_penalties():
     assert every.n_clusters == X.shape[0] and every.inertia == pytest.approx(0.0, abs=1e-20)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("penalty", [0.3, 3.0, 30.0])
 def test_objective_never_increases_and_ends_at_a_fixed_point(seed, penalty):
     gen = torch.Generator().manual_seed(seed)
-    X = torch.randn(120, 3, generator=gen, dtype=F64) + 4.0 * torch.randint(0, 3, (120, 1), generator=gen)
+    X = torch.randn(80, 3, generator=gen, dtype=F64) + 4.0 * torch.randint(0, 3, (80, 1), generator=gen)
     result = dp_means(X, penalty)
     steps = result.history.diff()
     assert (steps <= 1e-12 * result.history[0]).all()
@@ -151,6 +159,19 @@ def test_equivariant_under_affine_maps_far_from_the_origin(dtype, scale, offset)
     expected = scale * base.means + offset
     assert torch.allclose(moved.means.double(), expected, atol=tol * scale * 10.0, rtol=0)
     assert moved.objective == pytest.approx(base.objective * scale**2, rel=10 * tol)
+
+
+def test_splits_free_a_start_at_the_mean():
+    """Every row within sqrt(λ) of the mean: Kulis & Jordan's moves stay at K = 1, the splits find the blobs."""
+    X = blobs(7, n_per=(25,) * 5, spread=0.3, separation=2.0)
+    X = (X - X.mean(0)) / X.std(0)
+    penalty = 1.01 * (X - X.mean(0)).square().sum(-1).max().item()
+    plain = dp_means(X, penalty, splits=False)
+    assert plain.n_clusters == 1
+    assert_fixed_point(X, plain, penalty, splits=False)
+    split = dp_means(X, penalty)
+    assert split.n_clusters >= 3 and split.objective < 0.5 * plain.objective
+    assert_fixed_point(X, split, penalty)
 
 
 def test_warm_start_and_warning():
