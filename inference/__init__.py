@@ -1,8 +1,10 @@
 """Inference for the spherical Gaussian mixture: pure functions on tensors, one algorithm a module."""
 
 from .anneal import AnnealPath, AnnealResult, anneal
+from .anneal_penalty import PenalizedAnnealResult, anneal_penalized
 from .compare import TemperedPath, compare_k, compare_posteriors, tempered_path
 from .dp_means import DPMeansResult, dp_means
+from .dp_posterior import fit_dp_posterior
 from .em import EMResult, em
 from .init import kmeans_plusplus
 from .kernels import SufficientStats, nearest_centroid, squared_distances, sufficient_stats
@@ -15,7 +17,10 @@ from .summaries import assignment_probabilities, coclustering_matrix, invariant_
 
 __all__ = [
     "DPMeansResult",
+    "PenalizedAnnealResult",
+    "anneal_penalized",
     "dp_means",
+    "fit_dp_posterior",
     "AnnealPath",
     "AnnealResult",
     "EMResult",
