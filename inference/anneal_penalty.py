@@ -186,7 +186,7 @@ def anneal_penalized(
     seed: int = 0,
     sample_weight=None,
     n_trials: int = 8,
-    max_iter: int = 300,
+    dp_max_iter: int = 300,
     **options,
 ) -> PenalizedAnnealResult:
     """Hard clustering with K chosen by λ: the annealing path's J(K), then DP-means from the best K.
@@ -205,10 +205,11 @@ def anneal_penalized(
     sample_weight : array-like of shape (n_samples,), optional
     n_trials : int, default 8
         Split-merge moves per K (as in ``anneal``).
-    max_iter : int, default 300
-        DP-means passes of the polish.
+    dp_max_iter : int, default 300
+        DP-means passes of the polish (``max_iter``, if given, goes to ``anneal``).
     **options
-        Further keyword arguments of ``anneal`` (``cooling``, ``weights``, ...).
+        Further keyword arguments of ``anneal`` (``cooling``, ``weights``, ``max_iter``, ``tol``,
+        ``sigma_start``, ``sigma_end``).
 
     Returns
     -------
@@ -230,7 +231,7 @@ def anneal_penalized(
             break
         k_max = min(2 * k_max, n_distinct)
     path_k = int(curve.n_clusters[best])
-    polish = dp_means(data, penalty, init=curve.means[best], max_iter=max_iter)
+    polish = dp_means(data, penalty, init=curve.means[best], max_iter=dp_max_iter)
     return PenalizedAnnealResult(
         polish.means,
         polish.labels,

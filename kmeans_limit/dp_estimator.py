@@ -115,7 +115,9 @@ class DPMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, B
             raise ValueError(f"init={self.init!r} should be 'anneal' or 'mean'")
         data = self._prepare(X, sample_weight, reset=True)
         if self.init == "anneal":
-            result = anneal_penalized(data, penalty, seed=_seed_from(self.random_state), max_iter=max_iter).dp
+            result = anneal_penalized(
+                data, penalty, seed=_seed_from(self.random_state), dp_max_iter=max_iter
+            ).dp
         else:
             result = dp_means(data, penalty, max_iter=max_iter)
         weight = data.weights_or_ones().double()
