@@ -16,6 +16,11 @@ _LAZY = {
     "AnnealPath": ".anneal",
     "AnnealResult": ".anneal",
     "anneal": ".anneal",
+    "PenalizedAnnealResult": ".anneal_penalty",
+    "anneal_penalized": ".anneal_penalty",
+    "DPMeansResult": ".dp_means",
+    "dp_means": ".dp_means",
+    "fit_dp_posterior": ".dp_posterior",
     "TemperedPath": ".compare",
     "compare_k": ".compare",
     "compare_posteriors": ".compare",
@@ -42,6 +47,11 @@ _LAZY = {
 }
 
 __all__ = [
+    "DPMeansResult",
+    "PenalizedAnnealResult",
+    "anneal_penalized",
+    "dp_means",
+    "fit_dp_posterior",
     "AnnealPath",
     "AnnealResult",
     "EMResult",

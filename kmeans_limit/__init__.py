@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 #: Public name -> the submodule that defines it.
 _LAZY = {
     "AnnealedKMeans": ".estimators",
+    "DPMeans": ".dp_estimator",
     "SphericalGMM": ".estimators",
     "Priors": ".models",
     "spherical_gmm": ".models",
@@ -21,6 +22,7 @@ _LAZY = {
 
 __all__ = [
     "AnnealedKMeans",
+    "DPMeans",
     "Priors",
     "SphericalGMM",
     "__version__",
