@@ -22,7 +22,10 @@ from ._comm import LOCAL, Comm
 from .kernels import centred_copy, chunk_rows
 from .validation import as_data, check_sample_weight
 
-__all__ = ["Data", "needs_centring", "prepare_data"]
+__all__ = ["HEADROOM", "Data", "needs_centring", "prepare_data"]
+
+#: Rows whose squared norms, summed over all rows and times this, would overflow the dtype are refused.
+HEADROOM = 16.0
 
 
 class Data(NamedTuple):
@@ -160,7 +163,8 @@ def prepare_data(
     ------
     ValueError
         For data that are not finite, not 2-D or empty, or weights that do not fit them, naming the
-        value; for data whose squares overflow the dtype.
+        value; for rows whose squared norms, summed over all rows (times ``HEADROOM``), overflow the
+        dtype even after centring.
     """
     if isinstance(X, Data):
         if sample_weight is not None:
@@ -169,18 +173,26 @@ def prepare_data(
     X = as_data(X, name)
     weight = check_sample_weight(sample_weight, X, positive_total=positive_total)
     mean, mean_sq_norm, n_total = _moments(X, comm)
-    if not math.isfinite(mean_sq_norm) or mean_sq_norm > torch.finfo(X.dtype).max:
-        raise ValueError(
-            f"{name} is too large for {X.dtype}: its squared norms overflow (mean ‖x‖² = {mean_sq_norm:.3g}); "
-            "rescale it (e.g. standardize) or use float64"
-        )
+    if not math.isfinite(mean_sq_norm):
+        raise _too_large(name, X.dtype, mean_sq_norm)
     variance = max(mean_sq_norm - float(mean.square().sum()), 0.0) / X.shape[1]
-    offset = X.new_zeros(X.shape[1])
+    offset, rows_sq_norm = X.new_zeros(X.shape[1]), mean_sq_norm
     if needs_centring(mean, mean_sq_norm):
         offset = mean.to(X.dtype)
         X = centred_copy(X, offset)
         variance = _centred_variance(X, comm)  # measured on the centred rows: no cancellation
+        rows_sq_norm = variance * X.shape[1]
+    # The kernels sum squared norms over the rows in the rows' dtype: N·E‖r‖² must stay finite there.
+    if HEADROOM * n_total * rows_sq_norm > torch.finfo(X.dtype).max:
+        raise _too_large(name, X.dtype, rows_sq_norm)
     return Data(X, offset, weight, mean, variance, n_total)
+
+
+def _too_large(name: str, dtype: torch.dtype, mean_sq_norm: float) -> ValueError:
+    return ValueError(
+        f"{name} is too large for {dtype}: its squared norms (mean ‖x‖² = {mean_sq_norm:.3g}, after "
+        f"centring) summed over the rows overflow it; rescale it (e.g. standardize) or use float64"
+    )
 
 
 def _centred_variance(rows: torch.Tensor, comm: Comm) -> float:

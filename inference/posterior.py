@@ -39,7 +39,7 @@ def check_priors(priors) -> Priors:
     return priors
 
 
-def choose_priors(priors, data: Data) -> tuple[Priors, str]:
+def choose_priors(priors, data: Data, sigma: float | None = None) -> tuple[Priors, str]:
     """The priors of a fit, in the data's units, and where they came from.
 
     Parameters
@@ -47,6 +47,8 @@ def choose_priors(priors, data: Data) -> tuple[Priors, str]:
     priors : Priors or None
         The caller's; they mean exactly what they say, in the data's units.
     data : Data
+    sigma : float, optional
+        The fixed σ: the scale of the default when the rows have no spread (all the same).
 
     Returns
     -------
@@ -55,7 +57,7 @@ def choose_priors(priors, data: Data) -> tuple[Priors, str]:
         ``data_scaled_priors(data.mean, data.variance)``: ``m0`` at the column means, ``tau0 = 2 s``,
         ``a0 = 2``, ``b0 = 0.5 s²`` for the data's mean per-feature variance ``s²`` (``Priors()`` on
         standardized data), chosen once from the data.
-    source : {"given", "data-scaled"}
+    source : {"given", "data-scaled", "data-scaled (by sigma: the rows have no spread)"}
 
     Raises
     ------
@@ -64,10 +66,12 @@ def choose_priors(priors, data: Data) -> tuple[Priors, str]:
         for data without spread (every row the same), which give the default no scale.
     """
     if priors is None:
+        if not data.variance > 0 and sigma is not None:  # no spread to scale by: the fixed σ is the scale
+            return data_scaled_priors(data.mean, sigma**2), "data-scaled (by sigma: the rows have no spread)"
         try:
             return data_scaled_priors(data.mean, data.variance), "data-scaled"
         except ValueError as error:
-            raise ValueError(f"priors=None: {error}") from None
+            raise ValueError(f"priors=None: {error}, or fix sigma") from None
     priors = check_priors(priors)
     prior_mean(priors, data.n_features, data.mean)  # a per-feature m0 of the wrong length raises
     return priors, "given"
@@ -244,7 +248,7 @@ def fit_posterior(
     }
     seed = check_seed(seed)
     _check_options(method, options)
-    priors, source = choose_priors(priors, data)
+    priors, source = choose_priors(priors, data, sigma)
     if isinstance(options.get("init"), GibbsState):  # a start in data units, moved with the rows
         options["init"] = options["init"]._replace(means=data.to_rows(options["init"].means))
     common = {"sigma": sigma, "priors": priors.shifted(data.offset), "seed": seed, "progress": progress}
