@@ -118,14 +118,13 @@ def brute_force_learned_sigma(x, priors):
         return integrate.quad(f, *span, points=[x[rows].mean()], epsabs=0, epsrel=1e-12, limit=200)[0]
 
     def weight_moment(n1, n2, f):  # E_Beta(α, α)[f(w) w^n1 (1-w)^n2]
-        g = lambda w: (
-            f(w)
-            * w**n1
-            * (1 - w) ** n2
-            * math.exp(  # noqa: E731
-                (priors.alpha - 1) * math.log(w * (1 - w)) - betaln(priors.alpha, priors.alpha)
+        log_beta = betaln(priors.alpha, priors.alpha)
+
+        def g(w):
+            return (
+                f(w) * w**n1 * (1 - w) ** n2 * math.exp((priors.alpha - 1) * math.log(w * (1 - w)) - log_beta)
             )
-        )
+
         return sum(integrate.quad(g, lo, hi, epsabs=0, epsrel=1e-12)[0] for lo, hi in [(0, 0.5), (0.5, 1)])
 
     vectors = list(itertools.product([0, 1], repeat=n))
