@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .ecr import ecr_permutations
 from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
 from .validation import check_means, check_positive_int
 
 __all__ = ["METHODS", "pivot_permutations", "relabel", "stephens_permutations"]
 
-METHODS = ("pivot", "stephens")
+METHODS = ("pivot", "stephens", "ecr")
 
 
 def _assign(cost: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,9 @@ def relabel(
     idata : arviz.InferenceData
         From :func:`~kmeans_limit.inference.fit_posterior` (posterior ``weights``, ``means``, ``sigma``;
         ``sample_stats.lp``; ``observed_data.x`` for Stephens).
-    method : {"pivot", "stephens"}, default "pivot"
+    method : {"pivot", "stephens", "ecr"}, default "pivot"
+        ``"ecr"``: iterative ECR on each draw's most probable allocations
+        (:func:`~kmeans_limit.inference.ecr.ecr_permutations`), started from the pivot solution.
     reference : array-like of shape (n_clusters, n_features), optional
         Centroids to pivot to (for instance a k-means solution). By default the means of the draw of
         highest ``lp`` (the MAP draw). Stephens starts from the pivot solution.
@@ -180,4 +183,7 @@ def relabel(
     if method == "stephens":
         X = torch.as_tensor(np.asarray(idata.observed_data["x"].values, np.float64))
         perms, _ = stephens_permutations(X, weights, means, sigma, init=perms, max_iter=max_iter)
+    elif method == "ecr":
+        X = torch.as_tensor(np.asarray(idata.observed_data["x"].values, np.float64))
+        perms, _ = ecr_permutations(X, weights, means, sigma, init=perms, max_iter=max_iter)
     return _permuted(idata, perms, method)
