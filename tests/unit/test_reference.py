@@ -28,7 +28,7 @@ def test_table_of_a_right_and_a_wrong_posterior(reference):
     )
     table = compare_to_reference({"right": right, "wrong": wrong}, reference)
     assert list(table.columns) == [
-        "method", "parameter", "mean", "reference", "error", "mcse", "z_mcse", "sd", "reference_sd",
+        "method", "parameter", "mean", "reference", "error", "mcse", "z_mcse", "ess", "sd", "reference_sd",
     ]  # fmt: skip
     n_quantities = 2 + 2 + 1 + 15  # σ, σ², two sorted weights, log-likelihood, 6·5/2 pairs
     assert (table["method"] == "right").sum() == n_quantities
