@@ -35,6 +35,7 @@ class SBCJob(NamedTuple):
     bins: int | None = None
     jobs: int = 1
     num_steps: int | None = None
+    batch_size: int | None = None
     seed: int = 0
     out: Path | None = None
     force: bool = False
@@ -130,15 +131,19 @@ def run_sbc_job(job: SBCJob, *, progress: bool = False) -> tuple[str, dict[str, 
     Raises
     ------
     ValueError
-        For a bad option value (from :func:`~kmeans_limit.inference.sbc.sbc`) or an ``--out`` that is
-        a file or holds the outputs already (without ``--force``), before any simulation runs.
+        For a bad option value (from :func:`~kmeans_limit.inference.sbc.sbc`), ``--num-steps`` or
+        ``--batch-size`` with a sampler, or an ``--out`` that is a file or holds the outputs already
+        (without ``--force``), before any simulation runs.
     """
     from .inference.sbc import sbc
 
+    if job.method not in ("svi", "map") and (job.num_steps is not None or job.batch_size is not None):
+        raise ValueError(
+            f"--num-steps and --batch-size apply to the svi and map methods only, not {job.method}"
+        )
+    optimiser = {"num_steps": job.num_steps, "batch_size": job.batch_size}
+    options = {name: value for name, value in optimiser.items() if value is not None}
     paths = _plan(job.out, job.force)
-    options = (
-        {"num_steps": job.num_steps} if job.num_steps is not None and job.method in ("svi", "map") else {}
-    )
     result = sbc(
         job.n_clusters, method=job.method, n_simulations=job.simulations, n_samples=job.n_samples,
         n_features=job.n_features, sigma=job.sigma, seed=job.seed, num_samples=job.num_samples,

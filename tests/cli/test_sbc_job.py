@@ -32,6 +32,10 @@ def test_job_refuses_existing_outputs_and_files_before_any_work(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file"):
         run_sbc_job(SBCJob(2, **SMALL, out=tmp_path / "file"))
+    with pytest.raises(
+        ValueError, match="--num-steps and --batch-size apply to the svi and map methods only"
+    ):
+        run_sbc_job(SBCJob(2, **SMALL, num_steps=10))
     with pytest.raises(ValueError, match="method='lloyd'"):
         run_sbc_job(SBCJob(2, **{**SMALL, "method": "lloyd"}))
 
