@@ -16,6 +16,12 @@ _LAZY = {
     "AnnealPath": ".anneal",
     "AnnealResult": ".anneal",
     "anneal": ".anneal",
+    "ExactPosterior": ".exact",
+    "exact_posterior": ".exact",
+    "compare_to_reference": ".reference",
+    "SBCResult": ".sbc",
+    "sbc": ".sbc",
+    "relabelling_diagnostics": ".relabel_diagnostics",
     "PenalizedAnnealResult": ".anneal_penalty",
     "anneal_penalized": ".anneal_penalty",
     "DPMeansResult": ".dp_means",
@@ -47,6 +53,12 @@ _LAZY = {
 }
 
 __all__ = [
+    "ExactPosterior",
+    "SBCResult",
+    "compare_to_reference",
+    "exact_posterior",
+    "relabelling_diagnostics",
+    "sbc",
     "DPMeansResult",
     "PenalizedAnnealResult",
     "anneal_penalized",

@@ -98,15 +98,19 @@ def _pair_rows(name_a, a: xr.Dataset, name_b, b: xr.Dataset, points: tuple[bool,
     return rows
 
 
-def compare_posteriors(fits: dict[str, az.InferenceData]) -> pd.DataFrame:
+def compare_posteriors(fits: dict[str, az.InferenceData], reference=None) -> pd.DataFrame:
     """Compare posterior fits of the same data and K, pair by pair, on identifiable quantities.
 
     Parameters
     ----------
     fits : dict of str to arviz.InferenceData
-        At least two fits (for instance ``{"nuts": ..., "gibbs": ...}``). Means are relabelled
-        (pivot) if they are not already, then each fit's components are matched as a whole to the
-        first fit's posterior means.
+        At least two fits (for instance ``{"nuts": ..., "gibbs": ...}``), or one with ``reference``.
+        Means are relabelled (pivot) if they are not already, then each fit's components are matched
+        as a whole to the first fit's posterior means.
+    reference : ExactPosterior, optional
+        The exact posterior (:func:`~kmeans_limit.inference.exact.exact_posterior`) of the fits' data,
+        K, σ and priors: each fit is then compared with it instead of with the others
+        (:func:`~kmeans_limit.inference.reference.compare_to_reference`: errors in MCSE units).
 
     Returns
     -------
@@ -119,6 +123,10 @@ def compare_posteriors(fits: dict[str, az.InferenceData]) -> pd.DataFrame:
         sd and the sd ratio are NaN, its mean is the point (no Monte-Carlo error: ``z_mcse`` measures
         the gap in the other fit's MCSE, and is NaN between two points).
     """
+    if reference is not None:  # one fit is enough against the truth
+        from .reference import compare_to_reference
+
+        return compare_to_reference(fits, reference)
     if len(fits) < 2:
         raise ValueError(f"compare_posteriors needs at least two fits, got {len(fits)}")
     shapes = {name: tuple(idata.posterior["means"].shape[2:]) for name, idata in fits.items()}

@@ -18,6 +18,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .data import prepare_data
+from .ecr import ecr_permutations
 from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
 from .validation import check_means, check_positive_int
@@ -31,7 +32,7 @@ __all__ = [
     "stephens_permutations",
 ]
 
-METHODS = ("pivot", "stephens")
+METHODS = ("pivot", "stephens", "ecr")
 
 
 def _assign(cost: torch.Tensor) -> torch.Tensor:
@@ -200,7 +201,9 @@ def relabel(
     idata : arviz.InferenceData
         From :func:`~kmeans_limit.inference.fit_posterior` (posterior ``weights``, ``means``, ``sigma``;
         ``sample_stats.lp``; ``observed_data.x`` for Stephens).
-    method : {"pivot", "stephens"}, default "pivot"
+    method : {"pivot", "stephens", "ecr"}, default "pivot"
+        ``"ecr"``: iterative ECR on each draw's most probable allocations
+        (:func:`~kmeans_limit.inference.ecr.ecr_permutations`), started from the pivot solution.
     reference : array-like of shape (n_clusters, n_features), optional
         Centroids to pivot to (for instance :func:`canonical_reference`, which
         :func:`~kmeans_limit.inference.fit_posterior` uses). By default the means of the draw of
@@ -225,8 +228,8 @@ def relabel(
         if reference.shape[0] != means.shape[1]:
             raise ValueError(f"reference has {reference.shape[0]} centroids but the fit has {means.shape[1]}")
     perms = pivot_permutations(means, reference)
-    if method == "stephens":  # rows meet means: both moved by the data's offset first (prepare_data)
+    if method in ("stephens", "ecr"):  # rows meet means: both moved by the data's offset first
         data = prepare_data(np.asarray(idata.observed_data["x"].values, np.float64))
-        rows_means = data.to_rows(means)
-        perms, _ = stephens_permutations(data.rows, weights, rows_means, sigma, init=perms, max_iter=max_iter)
+        relabeller = stephens_permutations if method == "stephens" else ecr_permutations
+        perms, _ = relabeller(data.rows, weights, data.to_rows(means), sigma, init=perms, max_iter=max_iter)
     return _permuted(idata, perms, method)

@@ -460,10 +460,72 @@ def compare(
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if "map" in methods:
         click.echo(
-            "\nnote: map is a point estimate (the posterior mode): it has no spread, so its sd is 0 and "
-            "a z-score against it measures the other method's Monte Carlo error only"
+            "\nnote: map is a point estimate (the posterior mode): it has no spread, so its sd and sd "
+            "ratio are NaN, and a z-score against it measures the other method's Monte Carlo error only"
         )
     _echo_written(paths)
+
+
+@cli.command(short_help="Simulation-based calibration of a posterior method on the program's prior.")
+@clusters_option()
+@click.option("--method", type=click.Choice(METHODS), default="gibbs", show_default=True)
+@click.option("--simulations", default=200, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--n-samples",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows of each simulated data set.",
+)
+@click.option("--features", "n_features", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--thin", default=10, show_default=True, type=click.IntRange(min=1), help="Keep every THIN-th draw."
+)
+@click.option(
+    "--bins", type=click.IntRange(min=2), help="Bins of the rank histograms (default: the library's)."
+)
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="Processes.")
+@sampler_options
+@run_options(
+    "Directory for sbc_ranks.csv (the ranks), sbc.png (rank histograms, ECDF differences), sbc_summary.txt."
+)
+def sbc(
+    n_clusters,
+    method,
+    simulations,
+    n_samples,
+    n_features,
+    thin,
+    bins,
+    jobs,
+    sigma,
+    num_samples,
+    num_warmup,
+    chains,
+    num_steps,
+    batch_size,
+    seed,
+    out,
+    force,
+    quiet,
+) -> None:
+    """Simulation-based calibration (Talts et al. 2018): draw parameters and data from the prior,
+    fit each data set, and test whether the ranks of the true σ, sorted weights and log-likelihood
+    among the posterior draws are uniform. A calibrated method passes; map and svi are expected to fail.
+    """
+    from ._sbc_job import SBCJob, run_sbc_job
+
+    _optimisers_only(batch_size, [method])
+    if num_steps is not None and method not in ("svi", "map"):
+        raise click.UsageError(f"--num-steps {num_steps} applies to the svi and map methods only")
+    job = SBCJob(
+        n_clusters, method, simulations, n_samples, n_features, sigma, num_samples, num_warmup, chains,
+        thin, bins, jobs, num_steps, batch_size, seed, out, force,
+    )  # fmt: skip
+    summary, paths = run_sbc_job(job, progress=Progress(quiet).enabled)
+    click.echo(summary)
+    if paths:
+        _echo_written(paths)
 
 
 def _optimisers_only(batch_size: int | None, methods) -> None:
