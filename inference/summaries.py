@@ -92,7 +92,8 @@ def coclustering_matrix(idata: az.InferenceData, X=None, *, max_draws: int = 100
     Returns
     -------
     ndarray of shape (n_samples, n_samples)
-        Symmetric, with values in [0, 1].
+        Symmetric, with values in [0, 1] and ones on the diagonal. Off the diagonal,
+        ``mean over draws of Σ_k γ_nk(θ) γ_mk(θ)`` (z_n and z_m are independent given θ).
     """
     X, weights, means, sigma = _rows_and_draws(idata, X)
     if X.shape[0] > MAX_COCLUSTERING_SAMPLES:
@@ -108,7 +109,9 @@ def coclustering_matrix(idata: az.InferenceData, X=None, *, max_draws: int = 100
         gamma = batched_log_responsibilities(X, means[draws], weights[draws].log(), sigma[draws])[0].exp()
         stacked = gamma.permute(2, 0, 1).reshape(X.shape[0], -1)  # (N, draws · K)
         total += stacked @ stacked.T
-    return (total / weights.shape[0]).clamp_(0.0, 1.0).numpy()
+    total = (total / weights.shape[0]).clamp_(0.0, 1.0)
+    total.diagonal().fill_(1.0)  # Σ_k γ_nk² off it is P(z_n = z_m) for n ≠ m only: a row is with itself
+    return total.numpy()
 
 
 def invariant_dataset(idata: az.InferenceData) -> xr.Dataset:

@@ -235,6 +235,10 @@ def test_assignment_probabilities_and_coclustering(gibbs_fit, blobs):
     same = labels.numpy()[:, None] == labels.numpy()[None, :]
     assert co.shape == (60, 60) and np.allclose(co, co.T)
     assert co[same].min() > 0.95 and co[~same].max() < 0.05
+    np.testing.assert_array_equal(np.diag(co), 1.0)  # a row is always clustered with itself
+    # Off the diagonal, the average of Σ_k γ_nk γ_mk over the draws (z_n, z_m independent given θ).
+    gamma = assignment_probabilities(gibbs_fit)  # mean γ: the same only when the draws agree
+    assert np.abs(co[0, 1:] - (gamma[0] @ gamma[1:].T)).max() < 0.05
 
 
 def test_coclustering_refuses_large_n_and_x_of_other_width(gibbs_fit):
