@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AnnealedKMeans": ".estimators",
     "SphericalGMM": ".estimators",
+    "explore": ".explorer",
     "Priors": ".models",
     "spherical_gmm": ".models",
     "spherical_gmm_marginal": ".models",
@@ -24,6 +25,7 @@ __all__ = [
     "Priors",
     "SphericalGMM",
     "__version__",
+    "explore",
     "spherical_gmm",
     "spherical_gmm_marginal",
 ]
