@@ -363,7 +363,10 @@ def plot_responsibilities(X, path, feature_names: Sequence[str], *, hard=None, n
     axes = figure.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
     for ax, panel in zip(axes, panels, strict=True):
         _responsibility_panel(ax, X_t, projection, *panel)
-    figure.suptitle("Responsibilities as σ falls: blurry (colours mixed) to hard (nearest centroid)")
+    figure.suptitle(
+        "Responsibilities as σ falls, blurry to hard: each point's colour is its centroids' colours "
+        "(crosses) mixed by its responsibilities"
+    )
     return figure
 
 
@@ -463,15 +466,15 @@ def plot_entropy_loglik(
                 note = f"\n(not reached: this path stops at σ = {sigma[-1]:.3g}, above σ*/10)"
             else:  # the path's own end is another Lloyd fixed point (the hard fit was polished)
                 note = f"\n(this path ends at another k-means local optimum: {scaled[-1]:.3g} at σ = {sigma[-1]:.3g})"
-        bottom.legend(loc="upper right", fontsize=8)
+        bottom.legend(loc="best", fontsize=8)
     bottom.set_ylabel("−2σ² · log-likelihood\nper point")
     bottom.set_xlabel("σ (log scale; cooling →)")
     for ax in (top, middle, bottom):
         _cooling_axis(ax)
         _mark_splits(ax, split_sigmas, ax is top, critical_sigmas, (sigma.min(), sigma.max()))
-    top.legend(loc="upper right", fontsize=8)
+    top.legend(loc="best", fontsize=8)
     if middle.get_legend_handles_labels()[0]:
-        middle.legend(loc="upper right", fontsize=8)
+        middle.legend(loc="best", fontsize=8)
     figure.suptitle(f"Soft to hard as σ → 0: entropy → 0, −2σ² log p(X)/N → J/N (k-means){note}")
     return figure
 
