@@ -214,7 +214,7 @@ def anneal_summary(outcome: AnnealOutcome, data: Data, *, table: bool = True) ->
     lam = torch.linalg.eigvalsh(torch.cov(data.X.T, correction=0).reshape(d, d)).max().item()
     verdict = "it is Lloyd's fixed point" if outcome.fixed_point else "it is NOT a fixed point of Lloyd"
     lines = [
-        f"annealing: {len(sigma)} levels from σ = {fmt(sigma[0])} down to {fmt(sigma[-1])}, then σ = 0 (Lloyd); "
+        f"annealing: {len(sigma)} levels from σ = {fmt(sigma[0])} down to {fmt(sigma[-1])}, then σ = 0 (Lloyd)",
         f"splits made at σ = {split} (the first transition in theory: √λmax(Cov X) = {fmt(lam**0.5)}, "
         f"no split before it{hard})",
         f"critical σ of the split clusters (√λmax of their responsibility-weighted covariance when "
