@@ -141,8 +141,8 @@ def anneal(
         (one level each, and one or two after the last), not by ``cooling``: a ``cooling`` closer
         to 1 splits closer to each transition, which can leave fewer levels above ``sigma_end``.
         ``path="dense"`` (default 0.97): the ratio of consecutive levels of the dense path's
-        geometric σ grid; closer to 1 gives more levels, never fewer. The σ = 0 result is found
-        by the levels schedule at its default cooling either way.
+        geometric σ grid; closer to 1 gives more levels, never fewer. The σ = 0 result then
+        comes from the levels schedule at its default cooling.
     weights : {"learn", "equal"}, default "learn"
         EM learns the mixing weights (mass-constrained annealing, Rose 1998) or holds them at 1/m
         for the m centroids born so far.
@@ -167,8 +167,8 @@ def anneal(
         teaching). With ``"dense"``, ``path``, ``split_sigmas`` and ``critical_sigmas`` are the
         dense path's (split σ values are then levels of its grid, critical σ values at least
         them), while ``means``, ``labels``, ``weights`` and ``inertia`` are still those of the
-        levels schedule polished by split-merge moves (a Lloyd fixed point at least as good as the
-        dense path's own end, which may be a worse local optimum), their components put in the
+        levels schedule polished by split-merge moves (a Lloyd fixed point; the dense path's own
+        end, with no such moves, can be a worse local optimum), their components put in the
         order of the dense path's (matched to its σ = 0 centroids) so that colours agree;
         ``n_iter`` counts both.
 
