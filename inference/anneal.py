@@ -17,7 +17,16 @@ from .kernels import serial_if_small
 from .lloyd import LloydResult, lloyd_rows
 from .validation import check_n_clusters, check_positive_int, check_real, make_generator
 
-__all__ = ["AnnealPath", "AnnealResult", "anneal", "anneal_core", "anneal_options"]
+__all__ = [
+    "LEVELS_COOLING",
+    "AnnealPath",
+    "AnnealResult",
+    "anneal",
+    "anneal_core",
+    "anneal_options",
+    "check_path",
+    "with_dense_path",
+]
 
 #: Lloyd iterations allowed at σ = 0 (a warning says when they run out).
 LLOYD_MAX_ITER = 1000
@@ -70,12 +79,14 @@ class AnnealResult(NamedTuple):
         The σ at which each split was made, in order: non-increasing, at most ``cooling · σ_c`` of
         the first transition (unless ``sigma_start`` is lower), and 0 for the splits made in the hard
         limit. A soft split at σ is the first path level at that σ.
+        With ``anneal(path="dense")``: the dense path's, the grid level at which each child was born.
     critical_sigmas : tensor of shape (n_clusters - 1,), float64
         The critical σ of each split, in order: ``sqrt(λ_max)`` of the split cluster's
         responsibility-weighted covariance at the path level it was split from (its Voronoi cell's
         covariance for splits in the hard limit). Below it the cluster is unstable; annealing splits
         one cluster at a time, so the split σ may be far below, and a later cluster's critical σ may
         even exceed the first split's σ. The first is ``σ_c = sqrt(λ_max(Cov X))``.
+        With ``anneal(path="dense")``: the dense path's, at least the split σ of the same split.
     n_iter : int
         EM iterations over all levels plus Lloyd iterations.
     """
@@ -97,13 +108,14 @@ def anneal(
     *,
     sigma_start: float | None = None,
     sigma_end: float | None = None,
-    cooling: float = 0.9,
+    cooling: float | None = None,
     weights: str = "learn",
     seed: int = 0,
     sample_weight=None,
     max_iter: int = 10,
     tol: float = 1e-3,
     n_trials: int = 8,
+    path: str = "levels",
 ) -> AnnealResult:
     """Hard k-means by deterministic annealing of σ, one split at a time, down to σ = 0.
 
@@ -121,10 +133,16 @@ def anneal(
         Splits that would need a σ below it are made at σ = 0, and after the last split σ keeps
         falling level by level down to it. Default: splits go to σ = 0 once the responsibilities
         are hard (mean entropy under 1e-3 nats), and at most two levels follow the last split.
-    cooling : float in (0, 1), default 0.9
-        A split is made (and equilibrated) at ``σ = cooling · sqrt(λ_max)`` of the split cluster's
-        (Voronoi cell's) covariance, just below its transition, or at the current σ if that is
-        lower (``split_sigmas`` records it); after the last split σ falls by ``cooling⁴`` a level.
+    cooling : float in (0, 1), optional
+        ``path="levels"`` (default 0.9): a split is made (and equilibrated) at
+        ``σ = cooling · sqrt(λ_max)`` of the split cluster's (Voronoi cell's) covariance, just below
+        its transition, or at the current σ if that is lower (``split_sigmas`` records it); after
+        the last split σ falls by ``cooling⁴`` a level. The number of levels is set by the splits
+        (one level each, and one or two after the last), not by ``cooling``: a ``cooling`` closer
+        to 1 splits closer to each transition, which can leave fewer levels above ``sigma_end``.
+        ``path="dense"`` (default 0.97): the ratio of consecutive levels of the dense path's
+        geometric σ grid; closer to 1 gives more levels, never fewer. The σ = 0 result then
+        comes from the levels schedule at its default cooling.
     weights : {"learn", "equal"}, default "learn"
         EM learns the mixing weights (mass-constrained annealing, Rose 1998) or holds them at 1/m
         for the m centroids born so far.
@@ -141,6 +159,18 @@ def anneal(
         ``tol`` times the mean feature variance.
     n_trials : int >= 0, default 8
         Split-merge moves tried per round at σ = 0 (0 turns the refinement off).
+    path : {"levels", "dense"}, default "levels"
+        What ``result.path`` records. ``"levels"``: the fast schedule's own levels (a handful, one
+        per split). ``"dense"``: the equilibrium path on a fine geometric σ grid from above the
+        first transition to about σ*/20, each cluster splitting where its critical σ puts it
+        (:func:`~kmeans_limit.inference.dense_path.dense_path`; slower, for pictures and
+        teaching). With ``"dense"``, ``path``, ``split_sigmas`` and ``critical_sigmas`` are the
+        dense path's (split σ values are then levels of its grid, critical σ values at least
+        them), while ``means``, ``labels``, ``weights`` and ``inertia`` are still those of the
+        levels schedule polished by split-merge moves (a Lloyd fixed point; the dense path's own
+        end, with no such moves, can be a worse local optimum), their components put in the
+        order of the dense path's (matched to its σ = 0 centroids) so that colours agree;
+        ``n_iter`` counts both.
 
     Returns
     -------
@@ -184,9 +214,61 @@ def anneal(
     """
     data = prepare_data(X, sample_weight)
     n_clusters = check_n_clusters(n_clusters, data.rows, weight=data.weight)
-    options = anneal_options(sigma_start, sigma_end, cooling, weights, max_iter, tol, n_trials)
+    path = check_path(path)
+    levels_cooling = cooling if path == "levels" and cooling is not None else LEVELS_COOLING
+    options = anneal_options(sigma_start, sigma_end, levels_cooling, weights, max_iter, tol, n_trials)
     with serial_if_small(data.n_samples * n_clusters * (data.n_features + 1)):
-        return anneal_core(data, n_clusters, make_generator(seed, data.device), **options)
+        result = anneal_core(data, n_clusters, make_generator(seed, data.device), **options)
+    if path == "levels":
+        return result
+    from .dense_path import DENSE_COOLING, dense_path
+
+    dense = dense_path(
+        data,
+        n_clusters,
+        cooling=DENSE_COOLING if cooling is None else cooling,
+        sigma_start=sigma_start,
+        sigma_end=sigma_end,
+        weights=weights,
+    )
+    return with_dense_path(result, dense)
+
+
+#: The default ``cooling`` of the levels schedule.
+LEVELS_COOLING = 0.9
+PATHS = ("levels", "dense")
+
+
+def check_path(path) -> str:
+    """``path`` checked: ``"levels"`` or ``"dense"``."""
+    if not isinstance(path, str) or path not in PATHS:
+        raise ValueError(
+            f"path={path!r} should be 'levels' (the fast schedule) or 'dense' (the equilibrium path)"
+        )
+    return path
+
+
+def with_dense_path(result: AnnealResult, dense) -> AnnealResult:
+    """``result`` with the dense path's levels, split and critical σ, its components reordered to
+    match the dense path's σ = 0 centroids (the same colours in every picture)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(result.means.double(), dense.final_means.double().to(result.means.device))
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
+    order = torch.empty(len(rows), dtype=torch.long)
+    order[torch.as_tensor(cols)] = torch.as_tensor(rows)  # new slot cols[i] holds old component rows[i]
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    order, inverse = order.to(result.means.device), inverse.to(result.labels.device)
+    return result._replace(
+        means=result.means[order],
+        weights=result.weights[order],
+        labels=inverse[result.labels],
+        path=AnnealPath(*dense[:6]),
+        split_sigmas=dense.split_sigma,
+        critical_sigmas=dense.critical_sigma,
+        n_iter=result.n_iter + int(dense.n_iter.sum()) + dense.lloyd_n_iter,
+    )
 
 
 def anneal_options(sigma_start, sigma_end, cooling, weights, max_iter, tol, n_trials) -> dict:

@@ -21,8 +21,10 @@ from .lloyd import lloyd
 from .squarem import fixed_sigma_em
 from .validation import check_n_clusters, check_positive_int, check_real
 
-__all__ = ["DensePath", "dense_path"]
+__all__ = ["DENSE_COOLING", "DensePath", "dense_path"]
 
+#: The default ratio of consecutive levels.
+DENSE_COOLING = 0.97
 #: The default first level, as a multiple of σ_c = √λ_max(Cov X): a few levels show the one centroid.
 START_FACTOR = 1.2
 #: The default last level, as a fraction of σ* = √(J/(N·D)) of the hard fit at that level.
@@ -123,7 +125,7 @@ def dense_path(
     n_clusters: int,
     *,
     sample_weight=None,
-    cooling: float = 0.97,
+    cooling: float = DENSE_COOLING,
     sigma_start: float | None = None,
     sigma_end: float | None = None,
     weights: str = "learn",

@@ -15,6 +15,7 @@ _LAZY = {
     "AnnealedKMeans": ".estimators",
     "DPMeans": ".dp_estimator",
     "SphericalGMM": ".estimators",
+    "explore": ".explorer",
     "Priors": ".models",
     "spherical_gmm": ".models",
     "spherical_gmm_marginal": ".models",
@@ -26,6 +27,7 @@ __all__ = [
     "Priors",
     "SphericalGMM",
     "__version__",
+    "explore",
     "spherical_gmm",
     "spherical_gmm_marginal",
 ]

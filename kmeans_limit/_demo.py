@@ -53,7 +53,7 @@ def _original_units(data: _jobs.Data, means: torch.Tensor) -> str:
 
 def _fit_everything(data: _jobs.Data, *, seed: int, num_samples: int, num_warmup: int, chains: int, progress):
     progress.note("annealing from the data mean down to hard k-means (K = 2)")
-    outcome = _jobs.run_anneal(data.X, N_CLUSTERS, seed=seed, cooling=0.9, weights="learn")
+    outcome = _jobs.run_anneal(data.X, N_CLUSTERS, seed=seed, cooling=None, weights="learn", path="dense")
     idata = _jobs.run_posterior(
         data,
         N_CLUSTERS,

@@ -178,12 +178,24 @@ class AnnealOutcome(NamedTuple):
         return self.lloyd_changed == 0 and self.lloyd_shift <= 1e-9 * scale
 
 
-def run_anneal(X: torch.Tensor, n_clusters: int, *, seed: int, cooling: float, weights: str) -> AnnealOutcome:
-    """Anneal from the data mean down to hard k-means, then take one more Lloyd step from the end."""
+def run_anneal(
+    X: torch.Tensor,
+    n_clusters: int,
+    *,
+    seed: int,
+    cooling: float | None,
+    weights: str,
+    path: str = "levels",
+) -> AnnealOutcome:
+    """Anneal from the data mean down to hard k-means, then take one more Lloyd step from the end.
+
+    ``path``: ``"levels"`` (the fast schedule's levels) or ``"dense"`` (the equilibrium path on a
+    fine σ grid, for the pictures); ``cooling`` None is that path's default.
+    """
     from .inference.anneal import anneal
     from .inference.lloyd import lloyd
 
-    result = anneal(X, n_clusters, cooling=cooling, weights=weights, seed=seed)
+    result = anneal(X, n_clusters, cooling=cooling, weights=weights, seed=seed, path=path)
     step = lloyd(X, result.means, max_iter=1)
     shift = (step.means - result.means).norm(dim=1).max().item()
     changed = int((step.labels != result.labels).sum())

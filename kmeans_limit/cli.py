@@ -1,4 +1,4 @@
-"""The ``kmeans-limit`` command line: the demo on Old Faithful, and anneal/posterior/sample/compare.
+"""The ``kmeans-limit`` command line: the demo on Old Faithful, and anneal/explore/posterior/sample/compare.
 
 Every error a user can cause (a missing or malformed file, a bad value, an output that exists) ends
 the program with exit status 2 and one line on stderr, ``kmeans-limit: error: ...``, saying what is
@@ -218,30 +218,59 @@ def demo(out, force, seed, num_samples, num_warmup, chains, quiet) -> None:
     )
 
 
+COOLING_HELP = (
+    "With --path dense: the ratio of consecutive σ levels of the dense path (default 0.97; closer to 1 "
+    "gives more levels, never fewer). With --path levels: each split is made at σ = cooling × √λmax of "
+    "the split cluster's covariance (just below its transition), or at the current σ if that is lower, "
+    "and after the last split σ falls by cooling^4 a level (default 0.9); that path has one level a "
+    "split whatever the cooling, so closer to 1 does not give more levels."
+)
+
+
+def cooling_option(command):
+    """--cooling (None: the path's own default)."""
+    return click.option(
+        "--cooling",
+        default=None,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        help=COOLING_HELP,
+    )(command)
+
+
+def weights_option(command):
+    """--weights learn|equal."""
+    return click.option(
+        "--weights",
+        "weights_mode",
+        type=click.Choice(["learn", "equal"]),
+        default="learn",
+        show_default=True,
+        help="Learn the mixing weights along the path, or hold them equal.",
+    )(command)
+
+
 @cli.command(short_help="Anneal σ down to 0: the path to hard k-means, checked against Lloyd.")
 @data_options
 @clusters_option()
+@cooling_option
+@weights_option
 @click.option(
-    "--cooling",
-    default=0.9,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Each split is made at σ = cooling × √λmax of the split cluster's covariance (just below its "
-    "transition), or at the current σ if that is lower; after the last split σ falls by cooling^4 a level.",
-)
-@click.option(
-    "--weights",
-    "weights_mode",
-    type=click.Choice(["learn", "equal"]),
-    default="learn",
-    show_default=True,
-    help="Learn the mixing weights along the path, or hold them equal.",
+    "--path",
+    "path_mode",
+    type=click.Choice(["levels", "dense"]),
+    default=None,
+    help="The path recorded in anneal.json and drawn: 'levels', the fast schedule's few levels (one a "
+    "split), or 'dense', the equilibrium path on a fine σ grid down to σ*/20 with each split where "
+    "it happens (slower: on s1 with K = 15, 14 s against 5 s with the pictures). Default: dense with --out (the pictures), "
+    "levels without. The hard fit is the same either way.",
 )
 @run_options(
     "Directory for anneal.json (the hard fit and its path, readable by 'sample --from') and three PNG "
     "plots: anneal_bifurcation.png, anneal_responsibilities.png, anneal_entropy.png."
 )
-def anneal(data, columns, standardize, n_clusters, cooling, weights_mode, seed, out, force, quiet) -> None:
+def anneal(
+    data, columns, standardize, n_clusters, cooling, weights_mode, path_mode, seed, out, force, quiet
+) -> None:
     """Anneal σ from above the first split down to 0: the path to hard k-means.
 
     Prints the hard fit (centroids, weights, inertia J, σ* = √(J/(N·D))) and checks that one more
@@ -253,13 +282,132 @@ def anneal(data, columns, standardize, n_clusters, cooling, weights_mode, seed, 
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
     paths = _jobs.plan_outputs(out, _jobs.ANNEAL_FILES, force)
     progress = Progress(quiet)
-    progress.note(f"annealing {loaded.X.shape[0]} points to K = {n_clusters}")
-    outcome = _jobs.run_anneal(loaded.X, n_clusters, seed=seed, cooling=cooling, weights=weights_mode)
+    path_mode = path_mode or ("dense" if paths else "levels")
+    progress.note(f"annealing {loaded.X.shape[0]} points to K = {n_clusters} ({path_mode} path)")
+    outcome = _jobs.run_anneal(
+        loaded.X, n_clusters, seed=seed, cooling=cooling, weights=weights_mode, path=path_mode
+    )
     with _jobs.writing(paths):
         if paths:
             _jobs.write_anneal(outcome, loaded, paths, force=force, seed=seed)
     click.echo(_jobs.anneal_summary(outcome, loaded))
     _echo_written(paths)
+
+
+@cli.command(short_help="One self-contained HTML page: the path from soft to hard, with a σ slider.")
+@click.argument("data", type=click.Path(path_type=Path), metavar="[DATA]", required=False)
+@click.option("--demo", is_flag=True, help="Use the embedded Old Faithful data (standardized; the default).")
+@click.option(
+    "-k",
+    "--clusters",
+    "n_clusters",
+    type=click.IntRange(min=1),
+    help="Number of clusters K (needed with DATA; 2 for the demo).",
+)
+@click.option(
+    "--columns",
+    metavar="LIST",
+    help="Columns of DATA to fit: header names or 0-based indices, comma-separated (default: all).",
+)
+@click.option("--standardize", is_flag=True, help="Centre each column of DATA and scale it to unit variance.")
+@click.option(
+    "--draw",
+    metavar="A,B",
+    help="The two features to draw (names or 0-based indices of the fitted columns). Default: both "
+    "of 2-D data, the first two principal axes above 2 features.",
+)
+@click.option(
+    "--cooling",
+    default=0.97,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="The ratio of consecutive σ levels of the dense path (closer to 1: more levels, never fewer).",
+)
+@weights_option
+@click.option(
+    "--max-points",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Points drawn at most: above it a random subsample is drawn (the page says so); the path and "
+    "the fit use every point.",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("kmeans-limit-explorer.html"),
+    show_default=True,
+    metavar="FILE",
+    help="The HTML file to write.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No stage notes on stderr.")
+def explore(
+    data,
+    demo,
+    n_clusters,
+    columns,
+    standardize,
+    draw,
+    cooling,
+    weights_mode,
+    max_points,
+    seed,
+    out,
+    force,
+    quiet,
+) -> None:
+    """Write ONE self-contained HTML page (no server, no network) to explore the annealing path.
+
+    A σ slider runs from above the first split down to σ = 0: the points coloured by their
+    responsibilities, the centroids, the bifurcation diagram and the free energy −2σ² log p(X)/N
+    with the split σ values and J/N at σ = 0, a play button, and Lloyd's result from a bad
+    k-means++ start beside the annealed one. Without DATA (or with --demo): Old Faithful, K = 2.
+    """
+    if data is not None and demo:
+        raise click.UsageError("give DATA or --demo, not both")
+    if data is not None and n_clusters is None:
+        raise click.UsageError("DATA needs -k K, the number of clusters")
+    if data is None and (columns is not None or standardize):
+        raise click.UsageError("--columns and --standardize apply to DATA, not to the demo data")
+    pair = _split(draw)
+    if pair is not None and (len(pair) != 2 or pair[0] == pair[1]):
+        raise click.UsageError(f"--draw {draw!r} should name two different features, comma-separated: A,B")
+    if out.is_dir():
+        raise click.UsageError(f"--out {out} is a directory; give the path of the HTML file to write")
+    if out.exists() and not force:
+        raise click.UsageError(f"--out {out} exists; pass --force to overwrite it, or choose another --out")
+    from . import _jobs
+    from .explorer import check_draw
+    from .explorer import explore as write_page
+
+    if data is None:
+        loaded, n_clusters = _jobs.faithful_data(), n_clusters or 2
+    else:
+        loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
+    if pair is not None:
+        try:
+            check_draw(pair, loaded.feature_names)
+        except ValueError as error:
+            raise click.UsageError(f"--draw {draw!r}: {error}") from None
+    progress = Progress(quiet)
+    progress.note(f"the dense annealing path of {loaded.X.shape[0]} points to K = {n_clusters}")
+    with _jobs.writing({out.name: out}):
+        text = write_page(
+            loaded.X,
+            n_clusters,
+            out=out,
+            feature_names=loaded.feature_names,
+            source=loaded.source,
+            force=force,
+            columns=pair,
+            seed=seed,
+            cooling=cooling,
+            weights=weights_mode,
+            max_points=max_points,
+        )
+    click.echo(text)
 
 
 @cli.command(short_help="The posterior of weights, means and σ (gibbs, nuts, svi or map).")

@@ -159,12 +159,19 @@ class AnnealedKMeans(_SphericalMixtureBase):
     n_clusters : int, default 8
     sigma_start, sigma_end : float, optional
         The schedule's ends (defaults: just above σ_c = sqrt(λ_max(Cov X)), and the routine's own end).
-    cooling : float in (0, 1), default 0.9
-        Each split is made at σ = ``cooling`` × √λmax of the split cluster's (Voronoi cell's)
-        covariance, or at the current σ if that is lower; after the last split σ falls by
-        ``cooling**4`` a level (see ``anneal``).
+    cooling : float in (0, 1), optional
+        ``path="levels"`` (default 0.9): each split is made at σ = ``cooling`` × √λmax of the split
+        cluster's (Voronoi cell's) covariance, or at the current σ if that is lower; after the last
+        split σ falls by ``cooling**4`` a level (the number of levels follows the splits, not
+        ``cooling``). ``path="dense"`` (default 0.97): the ratio of consecutive σ levels (closer to
+        1 gives more levels, never fewer). See ``anneal``.
     weights : {"learn", "equal"}, default "learn"
         Whether EM learns the mixing weights during annealing.
+    path : {"levels", "dense"}, default "levels"
+        What ``path_`` records: the fast schedule's few levels, or the dense equilibrium path on a
+        fine σ grid (slower; for pictures). With ``"dense"``, ``path_``, ``split_sigmas_`` and
+        ``critical_sigmas_`` are the dense path's, and the centroids are still the fast
+        schedule's split-merge-polished Lloyd fixed point (see ``anneal``).
     random_state : int, RandomState or None, default 0
         Seeds the perturbations that let centroids split.
 
@@ -182,7 +189,8 @@ class AnnealedKMeans(_SphericalMixtureBase):
         The annealing path (σ, means, weights, log-likelihood, entropy, number of distinct centroids).
     split_sigmas_ : ndarray of shape (n_clusters - 1,)
         The σ at which each split was made, in order (non-increasing; 0 for splits made in the
-        k-means limit itself). The bifurcation and entropy plots mark these.
+        k-means limit itself; with ``path="dense"`` the grid level at which each child was born).
+        The bifurcation and entropy plots mark these.
     critical_sigmas_ : ndarray of shape (n_clusters - 1,)
         The critical σ of each split: ``sqrt(λ_max)`` of the split cluster's responsibility-weighted
         covariance at the level it was split from (the cluster is unstable below it). Not the σ of
@@ -198,7 +206,15 @@ class AnnealedKMeans(_SphericalMixtureBase):
     """
 
     def __init__(
-        self, n_clusters=8, *, sigma_start=None, sigma_end=None, cooling=0.9, weights="learn", random_state=0
+        self,
+        n_clusters=8,
+        *,
+        sigma_start=None,
+        sigma_end=None,
+        cooling=None,
+        weights="learn",
+        random_state=0,
+        path="levels",
     ):
         self.n_clusters = n_clusters
         self.sigma_start = sigma_start
@@ -206,6 +222,7 @@ class AnnealedKMeans(_SphericalMixtureBase):
         self.cooling = cooling
         self.weights = weights
         self.random_state = random_state
+        self.path = path
 
     def fit(self, X, y=None, sample_weight=None) -> AnnealedKMeans:
         """Anneal σ down to 0 on ``X`` of shape (n_samples, n_features)."""
@@ -219,6 +236,7 @@ class AnnealedKMeans(_SphericalMixtureBase):
             weights=self.weights,
             seed=_seed_from(self.random_state),
             sample_weight=data.weight,
+            path=self.path,
         )
         self.cluster_centers_ = _to_numpy(data.to_data(result.means))
         self.labels_ = _to_numpy(result.labels)

@@ -33,6 +33,7 @@ from .io import atomic_write
 __all__ = [
     "MAX_POINTS",
     "ExplorerPage",
+    "check_draw",
     "explore",
     "explorer_data",
     "path_at",
@@ -87,9 +88,7 @@ def _drawing_axes(X: torch.Tensor, centre: torch.Tensor, columns, feature_names)
         raise ValueError(f"feature_names has {len(names)} names for {d} features")
     projection = torch.zeros(d, 2, dtype=torch.float64)
     if columns is not None:
-        picked = [_column_index(c, names) for c in columns]
-        if len(picked) != 2 or picked[0] == picked[1]:
-            raise ValueError(f"columns={columns!r} should name two different features")
+        picked = check_draw(columns, names)
         projection[picked[0], 0] = projection[picked[1], 1] = 1.0
         return projection, [names[picked[0]], names[picked[1]]]
     if d <= 2:
@@ -99,6 +98,21 @@ def _drawing_axes(X: torch.Tensor, centre: torch.Tensor, columns, feature_names)
     share = values.square() / values.square().sum()
     labels = [f"principal axis {i + 1} ({100 * share[i].item():.0f}% of the variance)" for i in range(2)]
     return vh[:2].T.contiguous(), labels
+
+
+def check_draw(columns, feature_names) -> tuple[int, int]:
+    """The indices of the two features ``columns`` names (names or 0-based indices) among ``feature_names``.
+
+    Raises
+    ------
+    ValueError
+        Not two different features, or one that is not among ``feature_names``.
+    """
+    names = list(feature_names)
+    picked = [_column_index(c, names) for c in columns]
+    if len(picked) != 2 or picked[0] == picked[1]:
+        raise ValueError(f"columns={tuple(columns)!r} should name two different features")
+    return picked[0], picked[1]
 
 
 def _column_index(column, names: list) -> int:

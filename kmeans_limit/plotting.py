@@ -111,39 +111,53 @@ def _positive_levels(path) -> tuple[np.ndarray, np.ndarray]:
     return keep, sigma[keep]
 
 
-def _spaced(values: np.ndarray, min_log_gap: float = 0.08) -> np.ndarray:
-    """The values, largest first, less any within ``min_log_gap`` decades of one kept before it."""
+#: Split σ values labelled on a top axis at most; the others are lines only (the axis label says so).
+MAX_SPLIT_LABELS = 6
+
+
+def _spaced(values: np.ndarray, min_log_gap: float = 0.08, limit: int = MAX_SPLIT_LABELS) -> np.ndarray:
+    """The values, largest first, less any within ``min_log_gap`` decades of one kept before it,
+    and at most ``limit`` of them."""
     kept: list[float] = []
     for value in np.sort(values[values > 0])[::-1]:
-        if not kept or np.log10(kept[-1] / value) >= min_log_gap:
+        if len(kept) < limit and (not kept or np.log10(kept[-1] / value) >= min_log_gap):
             kept.append(float(value))
     return np.asarray(kept)
 
 
 def _mark_splits(ax, split_sigmas, label: bool, critical_sigmas=None, sigma_range=None) -> None:
-    """Dashed lines at the σ each split was made; with ``label``, their values as ticks on a top axis
-    (values too close together to read apart are drawn as lines only), and how many splits were made
-    at σ = 0 (off the log axis). ``critical_sigmas`` within ``sigma_range`` get dotted lines."""
+    """Dashed lines at the σ each split was made; with ``label``, at most :data:`MAX_SPLIT_LABELS`
+    of their values as ticks on a top axis, spaced a seventh of the axis apart at least (the axis
+    label says how many are labelled), and how many splits were made at σ = 0 (off the log axis).
+    ``critical_sigmas`` within ``sigma_range`` get dotted lines. Many lines are drawn fainter."""
     split = _np(split_sigmas).ravel()
+    many = split.size > LEGEND_K
+    style = {"linewidth": 0.6, "alpha": 0.45} if many else {"linewidth": 1.0, "alpha": 1.0}
     for k, sigma in enumerate(split[split > 0]):
         name = "σ of a split" if label and k == 0 else None
-        ax.axvline(sigma, color="0.35", linestyle="--", linewidth=1, label=name)
+        ax.axvline(sigma, color="0.35", linestyle="--", label=name, **style)
     if critical_sigmas is not None:
         critical = _np(critical_sigmas).ravel()
         if sigma_range is not None:
             critical = critical[(critical >= sigma_range[0]) & (critical <= sigma_range[1])]
         for k, sigma in enumerate(critical):
             name = "critical σ (√λmax of the split cluster)" if label and k == 0 else None
-            ax.axvline(sigma, color="C7", linestyle=":", linewidth=1, alpha=0.8, label=name)
+            ax.axvline(
+                sigma, color="C7", linestyle=":", label=name, **{**style, "alpha": 0.8 * style["alpha"]}
+            )
     if label and split.size:
+        low, high = sorted(ax.get_xlim())
+        span = np.log10(high / low) if low > 0 else 1.0
+        ticks = _spaced(split, min_log_gap=span / 7)
         top = ax.secondary_xaxis("top")
-        top.xaxis.set_major_locator(FixedLocator(_spaced(split)))
+        top.xaxis.set_major_locator(FixedLocator(ticks))
         top.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
         top.xaxis.set_minor_locator(NullLocator())
         top.tick_params(labelsize=8)
-        at_zero = int((split == 0).sum())
-        more = f"; {at_zero} more at σ = 0" if at_zero else ""
-        top.set_xlabel(f"σ of a split{more}", fontsize=8)
+        soft = int((split > 0).sum())
+        shown = f" ({len(ticks)} of {soft} labelled)" if len(ticks) < soft else ""
+        more = f"; {split.size - soft} more at σ = 0" if split.size > soft else ""
+        top.set_xlabel(f"σ of a split{shown}{more}", fontsize=8)
 
 
 def _plain_number(value: float, _position=None) -> str:
@@ -205,18 +219,22 @@ def _branches(path, split_sigmas) -> list[tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _mark_hard(ax, hard_means, d: int) -> None:
-    """The σ = 0 centroids as arrowheads on the right edge (σ = 0 is off a log axis)."""
+    """The σ = 0 centroids as arrowheads just inside the right edge (σ = 0 is off a log axis); the
+    y range is widened to hold them."""
     at_edge = blended_transform_factory(ax.transAxes, ax.transData)
     values = _np(hard_means)[:, d]
+    low, high = ax.get_ylim()
+    pad = 0.06 * (max(high, values.max()) - min(low, values.min())) or 1.0
+    ax.set_ylim(min(low, values.min() - pad), max(high, values.max() + pad))
     ax.scatter(
-        np.full(len(values), 0.985),
+        np.full(len(values), 0.975),
         values,
         marker="<",
-        s=60,
+        s=60 if len(values) <= LEGEND_K else 30,
         c=palette(len(values)),
         edgecolors="black",
+        linewidths=0.8,
         transform=at_edge,
-        clip_on=False,
         zorder=5,
         label="σ = 0 (Lloyd)",
     )
@@ -271,7 +289,7 @@ def plot_bifurcation(
     if not named:
         handles.insert(0, axes[0].plot([], [], color="0.4")[0])
         labels.insert(0, f"{len(branches)} centroids,\none colour each")
-    figure.legend(handles, labels, loc="outside right upper", fontsize=8)
+    figure.legend(handles, labels, loc="outside right center", fontsize=8)
     axes[-1].set_xlabel("σ (log scale; cooling →); dots: annealing levels")
     shown = "" if n_panels == n_features else f" (first {n_panels} of {n_features} features)"
     figure.suptitle(f"Deterministic annealing: centroids split as σ falls{shown}")
@@ -345,7 +363,10 @@ def plot_responsibilities(X, path, feature_names: Sequence[str], *, hard=None, n
     axes = figure.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
     for ax, panel in zip(axes, panels, strict=True):
         _responsibility_panel(ax, X_t, projection, *panel)
-    figure.suptitle("Responsibilities as σ falls: blurry (colours mixed) to hard (nearest centroid)")
+    figure.suptitle(
+        "Responsibilities as σ falls, blurry to hard: each point's colour is its centroids' colours "
+        "(crosses) mixed by its responsibilities"
+    )
     return figure
 
 
@@ -353,7 +374,8 @@ def _loglik_panel(ax, sigma: np.ndarray, loglik: np.ndarray) -> None:
     """Log-likelihood per point, zoomed on its peak; values far below are noted, not drawn."""
     peak = int(loglik.argmax())
     ax.plot(sigma, loglik, color="C3", marker=".", markersize=3)
-    ax.plot(sigma[peak], loglik[peak], "o", color="C3", label=f"maximum at σ = {sigma[peak]:.3g}")
+    if 0 < peak < len(loglik) - 1:  # a maximum over the path's σ, not where the path ends
+        ax.plot(sigma[peak], loglik[peak], "o", color="C3", label=f"maximum at σ = {sigma[peak]:.3g}")
     floor = loglik[peak] - 10 * max(1.0, loglik[peak] - loglik[: peak + 1].min())
     if loglik.min() < floor:
         ax.set_ylim(floor, loglik[peak] + 0.1 * (loglik[peak] - floor))
@@ -367,7 +389,6 @@ def _loglik_panel(ax, sigma: np.ndarray, loglik: np.ndarray) -> None:
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85},
         )
     ax.set_ylabel("log-likelihood\nper point")
-    ax.legend(loc="upper right", fontsize=8)
 
 
 def _entropy_line(ax, sigma, entropy, born) -> None:
@@ -406,14 +427,19 @@ def plot_entropy_loglik(
     n_samples : int
         N, to turn the summed log-likelihood into a mean per point.
     inertia : float, optional
-        The hard fit's k-means objective J, the limit of ``−2σ² log p(X)`` (drawn as J/N).
+        The hard fit's k-means objective J, the limit of ``−2σ² log p(X)`` (drawn as J/N, with
+        ``σ* = √(J/(N·D))`` where it falls within the path). When the last level is not within 5%
+        of J/N the title says why: the path stops above σ*/10 (the levels schedule), or it ends
+        at another k-means local optimum than the hard fit (a dense path, whose end the hard fit's
+        split-merge moves improved on). The log-likelihood's maximum is marked only when it lies
+        inside the path (not at its last level).
     critical_sigmas : array-like of shape (n_splits,), optional
         The split clusters' critical σ, dotted where they fall within the path's σ.
     """
     keep, sigma = _positive_levels(path)
     entropy = _np(path.entropy)[keep]
     loglik = _np(path.log_likelihood)[keep] / n_samples
-    n_clusters = _np(path.weights).shape[1]
+    n_clusters, n_features = _np(path.means).shape[1:]
     figure = Figure(figsize=(7, 7.5), layout="constrained")
     top, middle, bottom = figure.subplots(3, 1, sharex=True)
     _entropy_line(top, sigma, entropy, _np(path.weights)[keep] > 0)
@@ -424,16 +450,32 @@ def plot_entropy_loglik(
     bottom.plot(sigma, scaled, color="C2", marker=".", markersize=3)
     if (scaled > 0).all() and (inertia is None or inertia > 0):
         bottom.set_yscale("log")
+    note = ""
     if inertia is not None:
-        bottom.axhline(inertia / n_samples, color="0.3", linestyle=":", label="k-means inertia J / N")
-        bottom.legend(loc="upper right", fontsize=8)
+        mean_inertia = inertia / n_samples
+        bottom.axhline(
+            mean_inertia, color="0.3", linestyle=":", label=f"k-means inertia J / N = {mean_inertia:.3g}"
+        )
+        sigma_star = float(np.sqrt(mean_inertia / n_features))
+        if sigma.min() <= sigma_star <= sigma.max():
+            for ax in (middle, bottom):
+                name = f"σ* = √(J/(N·D)) = {sigma_star:.3g}"
+                ax.axvline(sigma_star, color="C4", linestyle="-.", linewidth=1, label=name)
+        if abs(scaled[-1] - mean_inertia) > 0.05 * abs(mean_inertia):
+            if sigma[-1] > sigma_star / 10:
+                note = f"\n(not reached: this path stops at σ = {sigma[-1]:.3g}, above σ*/10)"
+            else:  # the path's own end is another Lloyd fixed point (the hard fit was polished)
+                note = f"\n(this path ends at another k-means local optimum: {scaled[-1]:.3g} at σ = {sigma[-1]:.3g})"
+        bottom.legend(loc="best", fontsize=8)
     bottom.set_ylabel("−2σ² · log-likelihood\nper point")
     bottom.set_xlabel("σ (log scale; cooling →)")
     for ax in (top, middle, bottom):
         _cooling_axis(ax)
         _mark_splits(ax, split_sigmas, ax is top, critical_sigmas, (sigma.min(), sigma.max()))
-    top.legend(loc="upper right", fontsize=8)
-    figure.suptitle("Soft to hard: entropy → 0 and −2σ² log p(X) → the k-means objective as σ → 0")
+    top.legend(loc="best", fontsize=8)
+    if middle.get_legend_handles_labels()[0]:
+        middle.legend(loc="best", fontsize=8)
+    figure.suptitle(f"Soft to hard as σ → 0: entropy → 0, −2σ² log p(X)/N → J/N (k-means){note}")
     return figure
 
 

@@ -20,7 +20,7 @@ def test_demo_runs_in_under_a_minute_and_writes_every_file(tmp_path, run_cli, cl
     assert sorted(p.name for p in out.iterdir()) == sorted(DEMO_FILES)
     for line in [
         "Old Faithful",
-        "splits made at σ = 1.241 (the first transition in theory: √λmax(Cov X) = 1.379,",
+        "splits made at σ = 1.378 (the first transition in theory: √λmax(Cov X) = 1.379,",  # the dense path
         "critical σ of the split clusters (√λmax of their responsibility-weighted covariance",
         "it is Lloyd's fixed point",
         "posterior (gibbs, σ learned): 2 chains x 1000 draws",

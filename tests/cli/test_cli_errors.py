@@ -136,7 +136,7 @@ def test_subprocess_entry_points_fail_the_same_way(files, one_line_error):
 def test_help_on_every_command(cli_in_process):
     top = cli_in_process("--help")
     assert top.returncode == 0 and "zero-variance limit" in top.stdout
-    for command in ("demo", "anneal", "posterior", "sample", "compare"):
+    for command in ("demo", "anneal", "explore", "posterior", "sample", "compare"):
         page = cli_in_process(command, "--help")
         assert page.returncode == 0 and "Usage: kmeans-limit " + command in page.stdout
         assert "--seed" in page.stdout
