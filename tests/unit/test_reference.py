@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from kmeans_limit.inference import fit_posterior
+from kmeans_limit.inference import compare_posteriors, fit_posterior
 from kmeans_limit.inference.exact import exact_posterior
 from kmeans_limit.inference.reference import compare_to_reference
 from kmeans_limit.models import Priors
@@ -64,3 +64,12 @@ def test_mismatches_are_refused(reference):
         compare_to_reference({"gibbs": other}, reference)
     with pytest.raises(ValueError, match="should be an ExactPosterior"):
         compare_to_reference({"gibbs": fixed}, {"sigma_mean": 1.0})
+
+
+def test_compare_posteriors_with_a_reference_is_the_comparison_to_it(reference):
+    fit = fit_posterior(X, 2, method="gibbs", priors=PRIORS, seed=2, **FIT)
+    through_compare = compare_posteriors({"gibbs": fit}, reference=reference)  # one fit is enough
+    direct = compare_to_reference({"gibbs": fit}, reference)
+    assert through_compare.equals(direct)
+    with pytest.raises(ValueError, match="at least two fits, got 1"):
+        compare_posteriors({"gibbs": fit})
