@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from . import _fused
 from ._fused import DIRECT_FEATURES, _blocks, _compiled, _pool
 from .kernels import threadpools
 
@@ -74,10 +75,13 @@ def _scores(x, i, means_t, bias, direct, scores, product, r):  # pragma: no cove
 
 
 @_compiled(inline="always")
-def _resolve(x, pending, m, means_t, bias, direct, buffer, scores):  # pragma: no cover
-    """The scores of the m rows listed in ``pending`` (one BLAS call unless ``direct``)."""
+def _resolve(x, start, stop, pending, m, means_t, bias, direct, buffer):  # pragma: no cover
+    """The products ``x·(−2μ)`` of the m rows listed in ``pending`` (one BLAS call unless ``direct``);
+    when they are the whole chunk, of the chunk itself (no copy), as the plain step computes them."""
     if direct or m == 0:
         return buffer[:0]
+    if m == stop - start:
+        return np.dot(x[start:stop], means_t)
     for r in range(m):
         for t in range(x.shape[1]):
             buffer[r, t] = x[pending[r], t]
@@ -133,7 +137,7 @@ def _hamerly(
                     pending[m] = i
                     m += 1
             upper[i] = u
-        product = _resolve(x, pending, m, means_t, bias, direct, buffer, scores)
+        product = _resolve(x, start, stop, pending, m, means_t, bias, direct, buffer)
         for r in range(m):
             i = pending[r]
             _scores(x, i, means_t, bias, direct, scores, product, r)
@@ -216,7 +220,7 @@ def _elkan(
                 if a != first:
                     changes += 1
                 labels[i] = a
-        product = _resolve(x, pending, m, means_t, bias, direct, buffer, scores)
+        product = _resolve(x, start, stop, pending, m, means_t, bias, direct, buffer)
         for r in range(m):
             i = pending[r]
             _scores(x, i, means_t, bias, direct, scores, product, r)
@@ -245,7 +249,7 @@ def _run(kernel, x, means, weight, labels, bounds, geometry, with_sums, fresh, n
     n_clusters, n_features = means.shape
     means_t = np.ascontiguousarray(-2.0 * means.T)
     bias = np.einsum("kd,kd->k", means, means)
-    chunk = max(256, (1 << 19) // ((n_features + n_clusters) * x.itemsize))
+    chunk = _fused.chunk_rows(n_features, n_clusters, x.itemsize)
     blocks = _blocks(x.shape[0], n_threads, n_clusters * n_features)
     sums = np.zeros((len(blocks), n_clusters, n_features), dtype=x.dtype)
     counts = np.zeros((len(blocks), n_clusters), dtype=x.dtype)

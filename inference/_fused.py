@@ -125,13 +125,18 @@ def _blocks(n_rows: int, n_threads: int, row_work: int) -> list[slice]:
     return [slice(edges[b], edges[b + 1]) for b in range(n_blocks)]
 
 
+def chunk_rows(n_features: int, n_clusters: int, itemsize: int) -> int:
+    """Rows per BLAS call: ``CHUNK_BYTES`` of rows and products, and at least 256 rows."""
+    return max(256, CHUNK_BYTES // ((n_features + n_clusters) * itemsize))
+
+
 def _run(x, means, weight, labels, with_sums, n_threads):
     """Labels into ``labels``; the per-cluster ``(sums, counts)`` of the blocks added up (zeros
     without ``with_sums``)."""
     n_clusters, n_features = means.shape
     means_t = np.ascontiguousarray(-2.0 * means.T)
     bias = np.einsum("kd,kd->k", means, means)
-    chunk = max(256, CHUNK_BYTES // ((n_features + n_clusters) * x.itemsize))
+    chunk = chunk_rows(n_features, n_clusters, x.itemsize)
     blocks = _blocks(x.shape[0], n_threads, n_clusters * n_features)
     sums = np.zeros((len(blocks), n_clusters, n_features), dtype=x.dtype)
     counts = np.zeros((len(blocks), n_clusters), dtype=x.dtype)
