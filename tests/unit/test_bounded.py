@@ -261,3 +261,10 @@ def test_choose_algorithm():
         choose("yinyang", 100, 2, 3, "cpu")
     with pytest.raises(ValueError, match="algorithm must be one of"):
         lloyd(torch.zeros(10, 2), torch.zeros(2, 2), algorithm="fast")
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("max_iter", [1, 300])
+def test_one_or_two_clusters_and_a_single_step(k, max_iter):
+    X = blobs(500, 3, 2, seed=5)
+    assert_same_as_plain(X, X[:k].copy(), max_iter=max_iter)
