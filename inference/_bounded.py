@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from . import _fused
-from ._fused import DIRECT_FEATURES, _blocks, _compiled, _pool
+from ._fused import DIRECT_FEATURES, _blocks, _compiled, _first_min, _pool
 from .kernels import threadpools
 
 __all__ = ["elkan_step", "hamerly_step", "row_sq_norms"]
@@ -50,6 +50,24 @@ def row_sq_norms(x: np.ndarray) -> np.ndarray:
     out = np.empty(x.shape[0], dtype=np.float64)
     _row_sq_norms(x, out)
     return out
+
+
+@_compiled(inline="always")
+def _min_but(scores, best):  # pragma: no cover
+    """The smallest score but the one at ``best`` (+inf for one score), along four chains."""
+    saved, scores[best] = scores[best], np.inf
+    full = scores.shape[0] - scores.shape[0] % 4
+    l0 = l1 = l2 = l3 = np.inf
+    for k in range(0, full, 4):
+        l0 = min(l0, scores[k])
+        l1 = min(l1, scores[k + 1])
+        l2 = min(l2, scores[k + 2])
+        l3 = min(l3, scores[k + 3])
+    low = min(min(l0, l1), min(l2, l3))
+    for k in range(full, scores.shape[0]):
+        low = min(low, scores[k])
+    scores[best] = saved
+    return low
 
 
 @_compiled(inline="always")
@@ -141,14 +159,8 @@ def _hamerly(
         for r in range(m):
             i = pending[r]
             _scores(x, i, means_t, bias, direct, scores, product, r)
-            best, low = 0, scores[0]
-            for k in range(1, n_clusters):
-                if scores[k] < low:
-                    best, low = k, scores[k]
-            second = np.inf
-            for k in range(n_clusters):
-                if k != best and scores[k] < second:
-                    second = scores[k]
+            best = _first_min(scores)
+            second = _min_but(scores, best)
             if fresh or labels[i] != best:
                 changes += 1
             labels[i] = best
@@ -224,10 +236,7 @@ def _elkan(
         for r in range(m):
             i = pending[r]
             _scores(x, i, means_t, bias, direct, scores, product, r)
-            best, low = 0, scores[0]
-            for k in range(1, n_clusters):
-                if scores[k] < low:
-                    best, low = k, scores[k]
+            best = _first_min(scores)
             if fresh or labels[i] != best:
                 changes += 1
             labels[i] = best
