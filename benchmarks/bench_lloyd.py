@@ -38,6 +38,7 @@ except ImportError:  # the faiss columns are left out, saying so
     faiss = None
 
 FULL = {"n": (100_000, 1_000_000), "d": (2, 16, 64), "k": (8, 64, 256), "dtype": ("float32", "float64")}
+GEMM = {"n": (100_000,), "d": (64, 256), "k": (256, 1024), "dtype": ("float32",)}
 QUICK = {"n": (100_000,), "d": (2, 16, 64), "k": (8, 64), "dtype": ("float64", "float32")}
 
 
@@ -88,6 +89,9 @@ def gemm_bound(d: int, k: int) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 1e5 only, K in {8, 64}")
+    parser.add_argument(
+        "--gemm", action="store_true", help="the GEMM-bound cells only: D in {64, 256}, K in {256, 1024}"
+    )
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch and scikit-learn threads")
@@ -96,7 +100,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
         limits = threadpool_limits(args.threads)
-    grid = QUICK if args.quick else FULL
+    grid = GEMM if args.gemm else QUICK if args.quick else FULL
     with limits:
         print(f"# {machine()}")
         if faiss is None:
