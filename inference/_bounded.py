@@ -7,6 +7,9 @@ order: with the same labels the sums are those of the plain step, bit for bit. A
 test fails by less than the margin is put aside; the rows put aside in a chunk get their scores
 ``‖μ_k‖² − 2 x·μ_k`` all at once, computed as the plain step computes them (the same loop for few
 features, one BLAS product otherwise), and the first smallest is the label.
+
+The kernels inline :func:`._fused._first_min`; numba's on-disk cache does not notice a change in
+another file, so after editing :mod:`._fused` delete ``__pycache__/_bounded.*.nbi``/``.nbc``.
 """
 
 from __future__ import annotations
