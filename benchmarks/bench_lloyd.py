@@ -8,6 +8,13 @@ Run from the repository root::
 Both run a fixed number of iterations (``--iters``, tol=0) from the same initial centroids; the time
 per iteration is the best of ``--repeat`` runs divided by the iterations each really ran. A ratio
 below 1 means ``lloyd`` is faster. Nothing is asserted.
+
+faiss (``faiss-cpu``, when importable; its columns are left out, saying so, when not) runs the same
+iterations from the same centroids with ``max_points_per_centroid`` large (no subsampling): its
+k-means is an ``IndexFlatL2`` search of the rows per iteration (float32 only: float64 rows are
+converted first, outside the timing). In the GEMM-bound cells (``D >= 16`` and ``K >= 64``) the
+rate ``2 N D K`` flops per iteration is printed next to one plain ``torch.mm`` of the same shape
+and dtype, timed in the same run on the same threads.
 """
 
 from __future__ import annotations
@@ -25,7 +32,13 @@ from threadpoolctl import threadpool_limits
 
 from kmeans_limit.inference import lloyd
 
+try:
+    import faiss
+except ImportError:  # the faiss columns are left out, saying so
+    faiss = None
+
 FULL = {"n": (100_000, 1_000_000), "d": (2, 16, 64), "k": (8, 64, 256), "dtype": ("float32", "float64")}
+GEMM = {"n": (100_000,), "d": (64, 256), "k": (256, 1024), "dtype": ("float32",)}
 QUICK = {"n": (100_000,), "d": (2, 16, 64), "k": (8, 64), "dtype": ("float64", "float32")}
 
 
@@ -38,17 +51,47 @@ def problem(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.ndarr
 
 
 def per_iteration(X: np.ndarray, init: np.ndarray, iters: int, repeat: int) -> tuple[float, float]:
-    """Seconds per iteration: (scikit-learn, lloyd)."""
+    """Seconds per iteration: (scikit-learn, lloyd), plain Lloyd on both sides."""
     sk_model = KMeans(len(init), init=init, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd")
     sk_time, fitted = best_time(lambda: sk_model.fit(X), repeat)
     X_t, init_t = torch.from_numpy(X), torch.from_numpy(init)
-    our_time, result = best_time(lambda: lloyd(X_t, init_t, max_iter=iters, tol=0.0), repeat)
+    run = lambda: lloyd(X_t, init_t, max_iter=iters, tol=0.0, algorithm="lloyd")  # noqa: E731
+    our_time, result = best_time(run, repeat)
     return sk_time / fitted.n_iter_, our_time / result.n_iter
+
+
+def faiss_per_iteration(X: np.ndarray, init: np.ndarray, iters: int, repeat: int, threads) -> float:
+    """Seconds per iteration of faiss's k-means from ``init`` (float32, no subsampling)."""
+    X32, init32 = np.ascontiguousarray(X, dtype=np.float32), np.ascontiguousarray(init, dtype=np.float32)
+    if threads is not None:
+        faiss.omp_set_num_threads(threads)
+
+    def run():
+        model = faiss.Kmeans(X.shape[1], len(init), niter=iters, max_points_per_centroid=1 << 30, seed=0)
+        model.train(X32, init_centroids=init32)
+
+    return best_time(run, repeat)[0] / iters
+
+
+def mm_rate(X: np.ndarray, k: int, repeat: int) -> float:
+    """GFLOP/s of one ``torch.mm`` of (N × D) by (D × K) in ``X``'s dtype, best of ``repeat``."""
+    X_t = torch.from_numpy(X)
+    other = torch.randn(X.shape[1], k, dtype=X_t.dtype)
+    seconds, _ = best_time(lambda: torch.mm(X_t, other), max(repeat, 3))
+    return 2.0 * X.shape[0] * X.shape[1] * k / seconds / 1e9
+
+
+def gemm_bound(d: int, k: int) -> bool:
+    """Cells where the distance product dominates the step."""
+    return d >= 16 and k >= 64
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 1e5 only, K in {8, 64}")
+    parser.add_argument(
+        "--gemm", action="store_true", help="the GEMM-bound cells only: D in {64, 256}, K in {256, 1024}"
+    )
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch and scikit-learn threads")
@@ -57,21 +100,35 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
         limits = threadpool_limits(args.threads)
-    grid = QUICK if args.quick else FULL
+    grid = GEMM if args.gemm else QUICK if args.quick else FULL
     with limits:
         print(f"# {machine()}")
+        if faiss is None:
+            print("# faiss-cpu is not importable: its columns are left out (pip install faiss-cpu)")
         print(
             f"{'N':>9} {'D':>3} {'K':>4} {'dtype':>8} {'sklearn ms/it':>14} {'lloyd ms/it':>12} {'ratio':>6}"
+            f" {'faiss ms/it':>12} {'/faiss':>7} {'GFLOP/s':>8} {'mm GFLOP/s':>11} {'of mm':>6}"
         )
-        ratios = []
+        ratios, faiss_ratios = [], []
         for n, d, k, dtype in itertools.product(grid["n"], grid["d"], grid["k"], grid["dtype"]):
             X, init = problem(n, d, k, dtype)
             theirs, ours = per_iteration(X, init, args.iters, args.repeat)
             ratios.append(ours / theirs)
-            print(
-                f"{n:>9} {d:>3} {k:>4} {dtype:>8} {1e3 * theirs:>14.3f} {1e3 * ours:>12.3f} {ratios[-1]:>6.2f}"
-            )
+            line = f"{n:>9} {d:>3} {k:>4} {dtype:>8} {1e3 * theirs:>14.3f} {1e3 * ours:>12.3f} {ratios[-1]:>6.2f}"
+            if faiss is not None:
+                faiss_time = faiss_per_iteration(X, init, args.iters, args.repeat, args.threads)
+                faiss_ratios.append(ours / faiss_time)
+                line += f" {1e3 * faiss_time:>12.3f} {faiss_ratios[-1]:>7.2f}"
+            else:
+                line += f" {'-':>12} {'-':>7}"
+            if gemm_bound(d, k):
+                rate, mm = 2.0 * n * d * k / ours / 1e9, mm_rate(X, k, args.repeat)
+                line += f" {rate:>8.1f} {mm:>11.1f} {rate / mm:>6.2f}"
+            print(line, flush=True)
         print(f"# geometric mean ratio {math.exp(np.mean(np.log(ratios))):.2f} over {len(ratios)} cases")
+        if faiss_ratios:
+            mean = math.exp(np.mean(np.log(faiss_ratios)))
+            print(f"# against faiss: geometric mean ratio {mean:.2f} over {len(faiss_ratios)} cases")
 
 
 if __name__ == "__main__":

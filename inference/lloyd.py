@@ -48,7 +48,9 @@ class LloydResult(NamedTuple):
     converged: bool
 
 
-def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None) -> LloydResult:
+def lloyd(
+    X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None, algorithm: str = "auto"
+) -> LloydResult:
     """Lloyd's algorithm (hard k-means) from given centroids.
 
     Parameters
@@ -65,6 +67,11 @@ def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None
         when the labels repeat).
     sample_weight : tensor of shape (n_samples,), optional
         Not with a prepared ``Data`` (it carries its weights).
+    algorithm : {"auto", "lloyd", "hamerly", "elkan"}, default "auto"
+        ``"lloyd"`` computes every distance; ``"hamerly"`` and ``"elkan"`` (CPU only) skip those
+        that triangle-inequality bounds rule out and reach the same labels, centroids and
+        ``n_iter`` (:mod:`~kmeans_limit.inference.bounded`); ``"auto"`` picks one by the shape
+        (:func:`~kmeans_limit.inference.bounded.choose_algorithm`).
 
     Returns
     -------
@@ -88,8 +95,14 @@ def lloyd(X, init, *, max_iter: int = 300, tol: float = 1e-4, sample_weight=None
     means = check_means(init, data.n_features, name="init")
     check_n_clusters(means.shape[0], data.rows, distinct=False)
     options = lloyd_options(max_iter, tol)
+    from .bounded import bounded_core, choose_algorithm  # bounded builds on this module
+
+    n_samples, n_features = data.rows.shape
+    chosen = choose_algorithm(algorithm, n_samples, n_features, means.shape[0], data.rows.device)
     with serial_if_small(data.n_samples * means.shape[0] * (data.n_features + 1)):
-        return lloyd_core(data, means, **options)
+        if chosen == "lloyd":
+            return lloyd_core(data, means, **options)
+        return bounded_core(data, means, algorithm=chosen, **options)
 
 
 def lloyd_options(max_iter, tol) -> dict:

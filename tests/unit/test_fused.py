@@ -130,3 +130,32 @@ def test_without_a_place_for_the_cache_the_kernels_still_compile(monkeypatch):
         return 2 * x
 
     assert double(21) == 42
+
+
+@pytest.mark.parametrize("n_features", [2, 6])  # the direct loop and BLAS
+@pytest.mark.parametrize("n_clusters", [127, 128, 130, 259])  # one chain, four, and a tail of 2 or 3
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_first_smallest_score_on_four_chains(n_features, n_clusters, dtype):
+    """Integer rows and centroids (exact scores) with centroids repeated across the chains: the
+    label is the first of the equally near centroids, as the one-chain loop gives it."""
+    rng = np.random.default_rng(n_clusters)
+    x = rng.integers(-3, 4, size=(2000, n_features)).astype(dtype)
+    means = rng.integers(-3, 4, size=(n_clusters, n_features)).astype(dtype)
+    means[n_clusters - 1] = means[n_clusters - 6] = means[5]  # ties in other chains and the tail
+    labels = np.empty(2000, dtype=np.int64)
+    _fused.assign(x, means, labels)
+    scores = (means * means).sum(1)[None, :] - 2.0 * x.astype(np.float64) @ means.T.astype(np.float64)
+    np.testing.assert_array_equal(labels, scores.argmin(1))  # exact: small integers
+    near_tie = (scores == scores.min(1, keepdims=True)).sum(1) > 1
+    assert near_tie.sum() > 10
+
+
+def test_lloyd_with_many_clusters_equals_sklearn():
+    """K = 140: the nearest centroid taken along four chains, still scikit-learn's labels."""
+    X, _ = make_blobs(3000, n_features=8, centers=140, cluster_std=1.0, random_state=4)
+    init = X[np.random.default_rng(1).choice(3000, 140, replace=False)]
+    km = KMeans(140, init=init, n_init=1, algorithm="lloyd", tol=0.0).fit(X)
+    result = lloyd(torch.from_numpy(X), torch.from_numpy(init), tol=0.0, algorithm="lloyd")
+    np.testing.assert_allclose(result.means.numpy(), km.cluster_centers_, rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(result.labels.numpy(), km.labels_)
+    assert result.n_iter == km.n_iter_
