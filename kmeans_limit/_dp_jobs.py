@@ -61,7 +61,9 @@ def hull_table(hull, limit: int = HULL_LINES) -> str:
     """Which K each λ chooses: a row per hull vertex, the middle ones left out past ``limit`` rows."""
     rows = []
     for k, j, low, high in zip(*(v.tolist() for v in hull), strict=True):
-        if math.isinf(high):
+        if math.isinf(high) and low == 0.0:
+            interval = "every λ > 0"
+        elif math.isinf(high):
             interval = f"λ >= {fmt(low)}"
         elif low == 0.0:
             interval = f"0 < λ <= {fmt(high)}"
@@ -175,10 +177,10 @@ def run_dp_posterior(
 
     check_max_clusters(max_clusters)
     check_fixed_sigma(sigma, data.X)
-    if sigma is None and bool((data.X == data.X[0]).all()):
+    if bool((data.X == data.X[0]).all()):
         raise ValueError(
-            f"every row of '{data.source}' is the same point: there is no spread to learn σ from; "
-            "fix σ with --sigma S"
+            f"every row of '{data.source}' is the same point: the DP posterior's priors are scaled to the "
+            "data's spread, and there is none; there is one cluster ('kmeans-limit anneal --penalty L' says so)"
         )
     progress.note(
         f"sampling the DP posterior with gibbs ({chains} chains x {num_warmup} + {num_samples}, "

@@ -117,6 +117,7 @@ def test_hull_table_is_shortened_when_long():
     lines = text.splitlines()
     assert len(lines) == 2 + 10 and "... 21 more" in text
     assert lines[2].startswith("1 ") and lines[-1].startswith("30 ") and "0 < λ <=" in lines[-1]
+    assert hull_table(penalty_hull([1], [0.0])).splitlines()[2].split() == ["1", "0", "every", "λ", ">", "0"]
 
 
 CASES = [
@@ -140,6 +141,7 @@ CASES = [
     (["posterior", "ok.csv", "--dp", "--batch-size", "2"], ["--batch-size 2 applies to the svi and map"]),
     (["posterior", "ok.csv", "--dp", "--sigma", "0"], ["'--sigma': '0' should be a finite number > 0"]),
     (["anneal", "ok.csv", "--penalty", "1", "--out", "taken"], ["dp_means.json exists", "--force"]),
+    (["posterior", "same.csv", "--dp", "--sigma", "0.5"], ["every row of 'same.csv' is the same point"]),
 ]
 
 
@@ -148,6 +150,7 @@ def test_bad_values_are_one_line_and_status_2(
     tmp_path, monkeypatch, cli_in_process, one_line_error, args, fragments
 ):
     (tmp_path / "ok.csv").write_text("a,b\n0,0\n0,1\n5,5\n5,6\n")
+    (tmp_path / "same.csv").write_text("a,b\n1,1\n1,1\n1,1\n")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "dp_means.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
