@@ -62,13 +62,16 @@ def test_anneal_with_a_penalty_chooses_k_and_writes_a_fit_that_sample_can_use(
 def test_posterior_dp_prints_the_count_and_writes_netcdf_and_the_plot(blobs_csv, tmp_path, run_cli):
     out = tmp_path / "post"
     args = ["--num-samples", 60, "--num-warmup", 30, "--chains", 2, "--seed", 3]
-    result = run_cli("posterior", blobs_csv, "--dp", "--max-clusters", 12, *args, "--out", out)
+    result = run_cli(
+        "posterior", blobs_csv, "--dp", "--max-clusters", 12, *args, "--no-log-likelihood", "--out", out
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "DP posterior (blocked gibbs, truncated at 12 components" in result.stdout
     assert "number of occupied clusters:" in result.stdout and "mean 0 left" in result.stdout
     assert "with the modal K = 3" in result.stdout
     idata = az.from_netcdf(out / "posterior.nc")
-    assert {"posterior", "occupied_components", "coclustering", "log_likelihood"} <= set(idata.groups())
+    assert {"posterior", "occupied_components", "coclustering", "sample_stats"} <= set(idata.groups())
+    assert "log_likelihood" not in idata.groups()  # --no-log-likelihood
     counts = idata.posterior["n_occupied"].values
     assert counts.shape == (2, 60) and (counts >= 1).all() and (counts <= 12).all()
     share = float((counts == 3).mean())
