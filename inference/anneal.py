@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -16,6 +16,9 @@ from .em import check_weights_mode, convergence_warning
 from .kernels import serial_if_small
 from .lloyd import LloydResult, lloyd_rows
 from .validation import check_n_clusters, check_positive_int, check_real, make_generator
+
+if TYPE_CHECKING:
+    from .anneal_penalty import PenalizedAnnealResult
 
 __all__ = [
     "LEVELS_COOLING",
@@ -104,8 +107,9 @@ class AnnealResult(NamedTuple):
 
 def anneal(
     X,
-    n_clusters: int,
+    n_clusters: int | None = None,
     *,
+    penalty: float | None = None,
     sigma_start: float | None = None,
     sigma_end: float | None = None,
     cooling: float | None = None,
@@ -116,7 +120,7 @@ def anneal(
     tol: float = 1e-3,
     n_trials: int = 8,
     path: str = "levels",
-) -> AnnealResult:
+) -> AnnealResult | PenalizedAnnealResult:
     """Hard k-means by deterministic annealing of σ, one split at a time, down to σ = 0.
 
     Parameters
@@ -124,8 +128,13 @@ def anneal(
     X : array-like of shape (n_samples, n_features), or Data
         The rows, or rows prepared by :func:`~kmeans_limit.inference.data.prepare_data` (which
         decides whether they are centred; the results are in the data's units either way).
-    n_clusters : int
-        K, at most the number of distinct rows of ``X`` of positive weight.
+    n_clusters : int, optional
+        K, at most the number of distinct rows of ``X`` of positive weight. Exactly one of
+        ``n_clusters`` and ``penalty`` is given.
+    penalty : float > 0, optional
+        λ, the price of a cluster (squared data units): K is chosen, not given, as the K that
+        minimises ``J(K) + λK`` along the annealing path, polished by DP-means; see
+        :func:`~kmeans_limit.inference.anneal_penalty.anneal_penalized` (the other keywords go to it).
     sigma_start : float > 0, optional
         The first level; default ``σ_c / cooling`` with ``σ_c = sqrt(λ_max(Cov X))``, just above the
         first phase transition (all centroids at the data mean there).
@@ -174,12 +183,15 @@ def anneal(
 
     Returns
     -------
-    AnnealResult
+    AnnealResult or PenalizedAnnealResult
+        An ``AnnealResult`` for ``n_clusters``; with ``penalty``, a ``PenalizedAnnealResult`` (a
+        DP-means fixed point with ``n_clusters``, ``inertia``, ``objective = J + λK``, the curve J(K)
+        and its lower convex hull; no annealing path or split σ).
 
     Raises
     ------
     ValueError
-        For bad input, naming the value; when ``X`` has fewer than ``n_clusters`` distinct rows of
+        Both or neither of ``n_clusters`` and ``penalty``. For bad input, naming the value; when ``X`` has fewer than ``n_clusters`` distinct rows of
         positive weight.
 
     Warns
@@ -212,6 +224,17 @@ def anneal(
     ``n_trials`` most promising moves helps. The result is a Lloyd fixed point: one more Lloyd step
     changes nothing.
     """
+    if (n_clusters is None) == (penalty is None):
+        raise ValueError(
+            f"n_clusters={n_clusters!r} and penalty={penalty!r}: give exactly one of n_clusters (K given) "
+            "and penalty (λ > 0, K chosen)"
+        )
+    if penalty is not None:
+        from .anneal_penalty import anneal_penalized  # it imports this module
+
+        options = dict(sigma_start=sigma_start, sigma_end=sigma_end, cooling=cooling, weights=weights)
+        options.update(max_iter=max_iter, tol=tol, seed=seed, sample_weight=sample_weight, n_trials=n_trials)
+        return anneal_penalized(X, penalty, **options)
     data = prepare_data(X, sample_weight)
     n_clusters = check_n_clusters(n_clusters, data.rows, weight=data.weight)
     path = check_path(path)

@@ -46,6 +46,20 @@ class Sigma(click.ParamType):
             self.fail(f"{value!r} should be a finite number {bound}", param, ctx)
 
 
+class Penalty(click.ParamType):
+    """λ on the command line: a finite number > 0, checked by the library's own ``check_penalty``."""
+
+    name = "L"
+
+    def convert(self, value, param, ctx):
+        from .inference.dp_means import check_penalty
+
+        try:
+            return check_penalty(float(value))
+        except ValueError:
+            self.fail(f"{value!r} should be a finite number > 0 (the price λ of a cluster)", param, ctx)
+
+
 def _split(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -251,7 +265,13 @@ def weights_option(command):
 
 @cli.command(short_help="Anneal σ down to 0: the path to hard k-means, checked against Lloyd.")
 @data_options
-@clusters_option()
+@clusters_option(required=False)
+@click.option(
+    "--penalty",
+    type=Penalty(),
+    help="Choose K instead of giving -k: the K minimising J + λK (λ = L, the price of a cluster, in "
+    "squared data units) on the annealing path, then DP-means; writes dp_means.json and penalty_curve.png.",
+)
 @cooling_option
 @weights_option
 @click.option(
@@ -269,14 +289,22 @@ def weights_option(command):
     "plots: anneal_bifurcation.png, anneal_responsibilities.png, anneal_entropy.png."
 )
 def anneal(
-    data, columns, standardize, n_clusters, cooling, weights_mode, path_mode, seed, out, force, quiet
+    data, columns, standardize, n_clusters, penalty, cooling, weights_mode, path_mode, seed, out, force, quiet
 ) -> None:
     """Anneal σ from above the first split down to 0: the path to hard k-means.
 
     Prints the hard fit (centroids, weights, inertia J, σ* = √(J/(N·D))) and checks that one more
     Lloyd step changes nothing. With --out, writes anneal.json (the fit, readable by 'sample --from')
     and the bifurcation, responsibility and entropy plots.
+
+    With --penalty L instead of -k, K is chosen: prints K, J, J + λK and which K each λ chooses (the
+    lower convex hull of J(K) on the annealing path); --out writes dp_means.json and penalty_curve.png.
     """
+    if penalty is not None or n_clusters is None:
+        _anneal_penalized(
+            data, columns, standardize, n_clusters, penalty, cooling, weights_mode, seed, out, force, quiet
+        )
+        return
     from . import _jobs
 
     loaded = _jobs.load_data(data, _split(columns), standardize, n_clusters)
@@ -291,6 +319,33 @@ def anneal(
         if paths:
             _jobs.write_anneal(outcome, loaded, paths, force=force, seed=seed)
     click.echo(_jobs.anneal_summary(outcome, loaded))
+    _echo_written(paths)
+
+
+def _anneal_penalized(
+    data, columns, standardize, n_clusters, penalty, cooling, weights_mode, seed, out, force, quiet
+) -> None:
+    """``anneal --penalty L``: K chosen by λ (the usage errors first: both or neither of -k and --penalty)."""
+    if n_clusters is not None:
+        raise click.UsageError(
+            f"-k {n_clusters} and --penalty {penalty:g}: give one (-k: K given; --penalty: K chosen)"
+        )
+    if penalty is None:
+        raise click.UsageError(
+            "give -k K (the number of clusters) or --penalty L (K chosen by the price λ of a cluster)"
+        )
+    from . import _dp_jobs, _jobs
+
+    loaded = _jobs.load_data(data, _split(columns), standardize)
+    paths = _jobs.plan_outputs(out, _dp_jobs.PENALTY_FILES, force)
+    Progress(quiet).note(f"annealing {loaded.X.shape[0]} points, K chosen by λ = {penalty:g}")
+    result = _dp_jobs.run_anneal_penalized(
+        loaded.X, penalty, seed=seed, cooling=cooling, weights=weights_mode
+    )
+    with _jobs.writing(paths):
+        if paths:
+            _dp_jobs.write_penalized(result, loaded, paths, force=force, seed=seed, penalty=penalty)
+    click.echo(_dp_jobs.penalized_summary(result, loaded, penalty))
     _echo_written(paths)
 
 
@@ -412,7 +467,19 @@ def explore(
 
 @cli.command(short_help="The posterior of weights, means and σ (gibbs, nuts, svi or map).")
 @data_options
-@clusters_option()
+@clusters_option(required=False)
+@click.option(
+    "--dp",
+    is_flag=True,
+    help="Instead of -k: the posterior of the number of clusters, by blocked Gibbs on a truncated "
+    "Dirichlet-process mixture (writes posterior.nc and posterior_cluster_count.png).",
+)
+@click.option(
+    "--max-clusters",
+    type=int,
+    metavar="M",
+    help="With --dp: the truncation, components of the DP mixture (>= 2; default 20).",
+)
 @click.option(
     "--method",
     type=click.Choice(METHODS),
@@ -431,6 +498,8 @@ def posterior(
     columns,
     standardize,
     n_clusters,
+    dp,
+    max_clusters,
     method,
     sigma,
     num_samples,
@@ -449,7 +518,17 @@ def posterior(
     map is a point estimate (the posterior mode): it is reported as one value a parameter and kept
     once in posterior.nc. Above K = 10 the summary and the pair plot show label-invariant
     quantities (σ, largest, median and smallest weight, effective K) and say so.
+
+    With --dp instead of -k (gibbs only): the posterior of the number of occupied clusters of a
+    Dirichlet-process mixture truncated at --max-clusters components, and its occupied components.
     """
+    if dp or max_clusters is not None or n_clusters is None:
+        _posterior_dp(
+            data, columns, standardize, n_clusters, dp, max_clusters, method, batch_size,
+            dict(sigma=sigma, num_samples=num_samples, num_warmup=num_warmup, chains=chains, seed=seed),
+            log_likelihood, out, force, quiet,
+        )  # fmt: skip
+        return
     from . import _jobs
 
     _optimisers_only(batch_size, [method])
@@ -477,6 +556,44 @@ def posterior(
         if paths:
             progress.note(f"writing into {out}")
             _jobs.write_posterior(idata, loaded, paths, force=force)
+    click.echo(summary)
+    _echo_written(paths)
+
+
+def _posterior_dp(
+    data, columns, standardize, n_clusters, dp, max_clusters, method, batch_size, sampling,
+    log_likelihood, out, force, quiet,
+) -> None:  # fmt: skip
+    """``posterior --dp``: the posterior of the number of clusters (the usage errors first)."""
+    if not dp:
+        if max_clusters is not None:
+            raise click.UsageError(f"--max-clusters {max_clusters} applies with --dp only")
+        raise click.UsageError("give -k K (the number of clusters) or --dp (the posterior of the number)")
+    if n_clusters is not None:
+        raise click.UsageError(
+            f"-k {n_clusters} and --dp: give one (-k: K given; --dp: K unknown, up to --max-clusters)"
+        )
+    if method != "gibbs":
+        raise click.UsageError(
+            f"--dp samples with gibbs only (blocked Gibbs on the DP mixture), not {method}"
+        )
+    _optimisers_only(batch_size, [method])
+    from . import _dp_jobs, _jobs
+
+    max_clusters = _dp_jobs.check_max_clusters(20 if max_clusters is None else max_clusters)
+    loaded = _jobs.load_data(data, _split(columns), standardize)
+    paths = _jobs.plan_outputs(out, _dp_jobs.DP_POSTERIOR_FILES, force)
+    progress = Progress(quiet)
+    sampling["num_samples"] = _jobs.default_draws(sampling["num_samples"], method, None)
+    idata = _dp_jobs.run_dp_posterior(
+        loaded, max_clusters, progress=progress, log_likelihood=log_likelihood, **sampling
+    )
+    progress.note("summarizing")
+    summary = _dp_jobs.dp_posterior_summary(idata, loaded)
+    with _jobs.writing(paths):
+        if paths:
+            progress.note(f"writing into {out}")
+            _dp_jobs.write_dp_posterior(idata, loaded, paths, force=force)
     click.echo(summary)
     _echo_written(paths)
 

@@ -48,7 +48,7 @@ CASES = [
     (["anneal", "same.csv", "-k", "2"], ["1 distinct points, fewer than n_clusters=2", "-k"]),
     (["anneal", "ok.csv", "-k", "5"], ["n_samples=4 should be >= n_clusters=5"]),
     (["anneal", "ok.csv", "-k", "0"], ["'-k' / '--clusters': 0 is not in the range x>=1"]),
-    (["anneal", "ok.csv"], ["Missing option '-k'"]),
+    (["anneal", "ok.csv"], ["give -k K (the number of clusters) or --penalty L"]),
     (["anneal", "-k", "2"], ["Missing argument 'DATA'"]),
     (["anneal", "ok.csv", "-k", "two"], ["'two' is not a valid integer"]),
     (["anneal", "ok.csv", "-k", "2", "--cooling", "1.5"], ["--cooling"]),

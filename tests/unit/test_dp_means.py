@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from kmeans_limit.inference.anneal import anneal
 from kmeans_limit.inference.anneal_penalty import anneal_penalized, choose_k, penalty_hull
 from kmeans_limit.inference.dp_means import dp_means, merge_costs, split_gains
 
@@ -243,3 +244,48 @@ def test_true_k_is_chosen_over_a_wide_range_of_penalties():
     i = hull.n_clusters.tolist().index(3)
     assert hull.penalty_low[i] < 5.0 and hull.penalty_high[i] > 50.0
     assert result.n_clusters == 3
+
+
+# --- anneal(X, penalty=λ): the same entry point, K chosen -----------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_anneal_with_a_penalty_reaches_the_exhaustive_optimum(seed):
+    X = blobs(seed)
+    result = anneal(X, penalty=4.0)
+    assert result.objective == pytest.approx(exhaustive_optimum(X, 4.0), rel=1e-10)
+    assert result.n_clusters == 3
+    assert_fixed_point(X, result.dp, 4.0)
+
+
+def test_anneal_with_a_penalty_is_anneal_penalized_with_the_same_options():
+    X = blobs(3, n_per=(6, 5, 4), separation=6.0)
+    weight = torch.arange(1, 16, dtype=F64) % 3 + 1
+    options = dict(
+        seed=2, cooling=0.8, weights="equal", max_iter=5, tol=1e-4, n_trials=0, sample_weight=weight
+    )
+    got = anneal(X, penalty=2.5, **options)
+    want = anneal_penalized(X, 2.5, **options)
+    assert type(got).__name__ == "PenalizedAnnealResult"
+    torch.testing.assert_close(got.means, want.means, rtol=0, atol=0)
+    assert torch.equal(got.labels, want.labels) and got.objective == want.objective
+    torch.testing.assert_close(got.curve.inertia, want.curve.inertia, rtol=0, atol=0)
+    # the weights count: a result on the weighted rows, not on the rows alone
+    assert got.objective == pytest.approx(
+        float((weight * (X - got.means[got.labels]).square().sum(1)).sum()) + 2.5 * got.n_clusters, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, r"n_clusters=None and penalty=None: give exactly one of n_clusters"),
+        ({"n_clusters": 2, "penalty": 1.0}, r"n_clusters=2 and penalty=1.0: give exactly one"),
+        ({"penalty": 0.0}, r"penalty=0.0 should be a finite number in \(0, inf\)"),
+        ({"penalty": -1.0}, r"penalty=-1.0 should be"),
+        ({"penalty": math.inf}, r"penalty=inf should be"),
+    ],
+)
+def test_anneal_needs_exactly_one_of_k_and_a_penalty(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        anneal(blobs(0), **kwargs)
