@@ -8,15 +8,14 @@ It validates, calls the core (:func:`~kmeans_limit.inference.anneal_penalty.anne
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import pyro
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._sklearn_glue import seed_from, to_torch
 from .inference.anneal_penalty import anneal_penalized
 from .inference.data import Data, prepare_data
 from .inference.dp_means import check_penalty, dp_means
@@ -26,21 +25,6 @@ from .inference.validation import check_positive_int, check_seed, pyro_seed
 from .models import data_scaled_priors, dp_gmm, log_dp_concentration
 
 __all__ = ["DPMeans"]
-
-
-def _seed_from(random_state) -> int:
-    if (
-        isinstance(random_state, numbers.Integral)
-        and not isinstance(random_state, bool)
-        and random_state >= 0
-    ):
-        return int(random_state)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-
-
-def _to_torch(array: np.ndarray) -> torch.Tensor:
-    array = np.ascontiguousarray(array)
-    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 class DPMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -86,10 +70,10 @@ class DPMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, B
         self.random_state = random_state
 
     def _prepare(self, X, sample_weight=None, *, reset: bool) -> Data:
-        X = _to_torch(validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, copy=False))
+        X = to_torch(validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, copy=False))
         weight = None
         if sample_weight is not None:
-            weight = _to_torch(
+            weight = to_torch(
                 _check_sample_weight(
                     sample_weight, X.numpy(), dtype=X.numpy().dtype, ensure_non_negative=True
                 )
@@ -116,7 +100,7 @@ class DPMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, B
         data = self._prepare(X, sample_weight, reset=True)
         if self.init == "anneal":
             result = anneal_penalized(
-                data, penalty, seed=_seed_from(self.random_state), dp_max_iter=max_iter
+                data, penalty, seed=seed_from(self.random_state), dp_max_iter=max_iter
             ).dp
         else:
             result = dp_means(data, penalty, max_iter=max_iter)
@@ -204,7 +188,7 @@ class DPMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, B
         priors = data_scaled_priors(self._m0, (self._tau0 / 2.0) ** 2)
         options = dict(max_clusters=k + 1, n_features=d, n_samples=n_samples, sigma=0.0, priors=priors)
         options.update(concentration=max(alpha, 1e-300), dtype=torch.float64)
-        with pyro_seed(check_seed(_seed_from(self.random_state))):
+        with pyro_seed(check_seed(seed_from(self.random_state))):
             prior = pyro.poutine.trace(dp_gmm).get_trace(**options).nodes["means"]["value"]
             conditioned = pyro.condition(dp_gmm, data={"v": sticks, "means": torch.cat([means, prior[k:]])})
             with pyro.poutine.trace() as tracer:

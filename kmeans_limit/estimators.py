@@ -21,9 +21,9 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._sklearn_glue import seed_from, to_numpy, to_torch
 from .inference import anneal, em, kmeans_plusplus
 from .inference.data import Data, prepare_data
 from .inference.kernels import chunk_rows, log_responsibilities, nearest_centroid, squared_distances
@@ -33,32 +33,11 @@ from .inference.validation import check_sigma
 __all__ = ["AnnealedKMeans", "SphericalGMM"]
 
 
-def _seed_from(random_state) -> int:
-    """An int seed for the core from scikit-learn's ``random_state`` (None, an int or a RandomState)."""
-    if (
-        isinstance(random_state, numbers.Integral)
-        and not isinstance(random_state, bool)
-        and random_state >= 0
-    ):
-        return int(random_state)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-
-
-def _to_torch(array: np.ndarray) -> torch.Tensor:
-    """A tensor sharing the array's memory when it may, a copy when the array is read-only."""
-    array = np.ascontiguousarray(array)
-    return torch.from_numpy(array if array.flags.writeable else array.copy())
-
-
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy()
-
-
 class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """What both estimators share: input validation, centroid distances, responsibilities, sampling."""
 
     def _validate(self, X, *, reset: bool) -> torch.Tensor:
-        return _to_torch(validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, copy=False))
+        return to_torch(validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, copy=False))
 
     def _sample_weight(self, sample_weight, X: torch.Tensor) -> torch.Tensor | None:
         if sample_weight is None:
@@ -66,7 +45,7 @@ class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, C
         weight = _check_sample_weight(
             sample_weight, X.numpy(), dtype=X.numpy().dtype, ensure_non_negative=True
         )
-        return _to_torch(weight)
+        return to_torch(weight)
 
     def _prepare(self, X, sample_weight=None, *, reset: bool) -> Data:
         """``X`` (and its weights) validated and put in the kernels' frame by ``prepare_data``."""
@@ -104,7 +83,7 @@ class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, C
         out = torch.empty(data.n_samples, means.shape[0], dtype=data.dtype)
         for rows in chunk_rows(data.n_samples, means.shape[0]):
             out[rows] = squared_distances(data.rows[rows], means).sqrt()
-        return _to_numpy(out)
+        return to_numpy(out)
 
     def _soft_assign(
         self, data: Data, means: torch.Tensor, sigma: float
@@ -139,9 +118,9 @@ class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, C
         weights = torch.from_numpy(self.weights_).to(means.dtype)
         weights = weights / weights.sum()
         draws = sample_from(
-            means, n_samples, weights=weights, sigma=self.sigma_, seed=_seed_from(self.random_state)
+            means, n_samples, weights=weights, sigma=self.sigma_, seed=seed_from(self.random_state)
         )
-        return _to_numpy(draws.x), _to_numpy(draws.z)
+        return to_numpy(draws.x), to_numpy(draws.z)
 
     @property
     def _n_features_out(self) -> int:
@@ -234,25 +213,25 @@ class AnnealedKMeans(_SphericalMixtureBase):
             sigma_end=self.sigma_end,
             cooling=self.cooling,
             weights=self.weights,
-            seed=_seed_from(self.random_state),
+            seed=seed_from(self.random_state),
             sample_weight=data.weight,
             path=self.path,
         )
-        self.cluster_centers_ = _to_numpy(data.to_data(result.means))
-        self.labels_ = _to_numpy(result.labels)
+        self.cluster_centers_ = to_numpy(data.to_data(result.means))
+        self.labels_ = to_numpy(result.labels)
         self.inertia_ = float(result.inertia)
-        self.weights_ = _to_numpy(result.weights)
+        self.weights_ = to_numpy(result.weights)
         self.sigma_ = float(result.sigma_star)
         self.path_ = result.path._replace(means=data.to_data(result.path.means))
-        self.split_sigmas_ = _to_numpy(result.split_sigmas)
-        self.critical_sigmas_ = _to_numpy(result.critical_sigmas)
+        self.split_sigmas_ = to_numpy(result.split_sigmas)
+        self.critical_sigmas_ = to_numpy(result.critical_sigmas)
         self.n_iter_ = int(result.n_iter)
         return self
 
     def predict(self, X) -> np.ndarray:
         """The nearest centroid of each row (the σ = 0 responsibilities), of shape (n_samples,)."""
         data, means = self._fitted(X)
-        return _to_numpy(nearest_centroid(data.rows, means)[0])
+        return to_numpy(nearest_centroid(data.rows, means)[0])
 
     def predict_proba(self, X, sigma: float | None = None) -> np.ndarray:
         """Responsibilities at σ (default ``sigma_``), with the fitted weights.
@@ -264,7 +243,7 @@ class AnnealedKMeans(_SphericalMixtureBase):
         """
         data, means = self._fitted(X)
         sigma = self.sigma_ if sigma is None else check_sigma(sigma)
-        return _to_numpy(self._soft_assign(data, means, sigma)[0])
+        return to_numpy(self._soft_assign(data, means, sigma)[0])
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Minus the inertia ``Σ_n w_n min_k ‖x_n − μ_k‖²`` of ``X`` at the fitted centroids.
@@ -360,7 +339,7 @@ class SphericalGMM(_SphericalMixtureBase):
         if isinstance(self.n_init, bool) or not isinstance(self.n_init, numbers.Integral) or self.n_init < 1:
             raise ValueError(f"n_init={self.n_init!r} should be an integer >= 1")
         best = None
-        for init in self._initial_means(data, _seed_from(self.random_state)):
+        for init in self._initial_means(data, seed_from(self.random_state)):
             result = em(
                 data.rows,
                 init,
@@ -373,9 +352,9 @@ class SphericalGMM(_SphericalMixtureBase):
             if best is None or result.log_likelihood > best.log_likelihood:
                 best = result
         total_weight = data.n_samples if data.weight is None else data.weight.sum().item()
-        self.cluster_centers_ = _to_numpy(data.to_data(best.means))
+        self.cluster_centers_ = to_numpy(data.to_data(best.means))
         self.means_ = self.cluster_centers_
-        self.weights_ = _to_numpy(best.weights)
+        self.weights_ = to_numpy(best.weights)
         self.sigma_ = float(best.sigma)
         self.lower_bound_ = float(best.log_likelihood) / total_weight
         self.converged_ = bool(best.converged)
@@ -389,11 +368,11 @@ class SphericalGMM(_SphericalMixtureBase):
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities at the fitted σ, of shape (n_samples, n_clusters)."""
-        return _to_numpy(self._soft_assign(*self._fitted(X), self.sigma_)[0])
+        return to_numpy(self._soft_assign(*self._fitted(X), self.sigma_)[0])
 
     def score_samples(self, X) -> np.ndarray:
         """log p(x_n) under the fitted mixture, of shape (n_samples,)."""
-        return _to_numpy(self._soft_assign(*self._fitted(X), self.sigma_)[1])
+        return to_numpy(self._soft_assign(*self._fitted(X), self.sigma_)[1])
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample (summed in float64)."""
