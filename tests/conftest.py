@@ -1,7 +1,23 @@
 """Shared fixtures: small float64 data sets with known structure."""
 
+import pyro
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True)
+def empty_pyro_param_store():
+    """Every test starts with an empty Pyro parameter store and leaves none of its parameters behind.
+
+    A test that builds an autoguide fills the global store; the next test's guide of another shape
+    would then find those parameters (``invalid shape of pyro.param(AutoDelta.means, ...)``).
+    """
+    store = pyro.get_param_store()
+    saved = store.get_state()
+    store.clear()
+    yield
+    store.clear()
+    store.set_state(saved)
 
 
 @pytest.fixture
