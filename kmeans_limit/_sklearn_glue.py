@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-__all__ = ["seed_from", "to_numpy", "to_torch"]
+__all__ = ["array_like", "seed_from", "to_numpy", "to_torch"]
 
 
 def seed_from(random_state) -> int:
@@ -31,3 +31,11 @@ def to_torch(array: np.ndarray) -> torch.Tensor:
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A NumPy array of a tensor, detached and on the CPU."""
     return tensor.detach().cpu().numpy()
+
+
+def array_like(value):
+    """``value`` as scikit-learn's validation can read it: a torch tensor detached (no autograd graph:
+    the fits are not differentiable) and on the CPU; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    return value

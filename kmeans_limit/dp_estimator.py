@@ -15,7 +15,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._sklearn_glue import seed_from, to_torch
+from ._sklearn_glue import array_like, seed_from, to_torch
 from .inference.anneal_penalty import anneal_penalized
 from .inference.data import Data, prepare_data
 from .inference.dp_means import check_penalty, dp_means
@@ -70,12 +70,14 @@ class DPMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, B
         self.random_state = random_state
 
     def _prepare(self, X, sample_weight=None, *, reset: bool) -> Data:
-        X = to_torch(validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, copy=False))
+        X = to_torch(
+            validate_data(self, array_like(X), dtype=[np.float64, np.float32], reset=reset, copy=False)
+        )
         weight = None
         if sample_weight is not None:
             weight = to_torch(
                 _check_sample_weight(
-                    sample_weight, X.numpy(), dtype=X.numpy().dtype, ensure_non_negative=True
+                    array_like(sample_weight), X.numpy(), dtype=X.numpy().dtype, ensure_non_negative=True
                 )
             )
         return prepare_data(X, weight)

@@ -23,7 +23,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._sklearn_glue import seed_from, to_numpy, to_torch
+from ._sklearn_glue import array_like, seed_from, to_numpy, to_torch
 from .inference import anneal, em, kmeans_plusplus
 from .inference.data import Data, prepare_data
 from .inference.kernels import chunk_rows, log_responsibilities, nearest_centroid, squared_distances
@@ -37,13 +37,15 @@ class _SphericalMixtureBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, C
     """What both estimators share: input validation, centroid distances, responsibilities, sampling."""
 
     def _validate(self, X, *, reset: bool) -> torch.Tensor:
-        return to_torch(validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, copy=False))
+        return to_torch(
+            validate_data(self, array_like(X), dtype=[np.float64, np.float32], reset=reset, copy=False)
+        )
 
     def _sample_weight(self, sample_weight, X: torch.Tensor) -> torch.Tensor | None:
         if sample_weight is None:
             return None
         weight = _check_sample_weight(
-            sample_weight, X.numpy(), dtype=X.numpy().dtype, ensure_non_negative=True
+            array_like(sample_weight), X.numpy(), dtype=X.numpy().dtype, ensure_non_negative=True
         )
         return to_torch(weight)
 

@@ -33,7 +33,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmeans_limit import AnnealedKMeans, SphericalGMM
+from kmeans_limit import AnnealedKMeans, DPMeans, SphericalGMM
 from kmeans_limit.datasets import load_faithful
 from kmeans_limit.models import spherical_gmm, spherical_gmm_marginal
 
@@ -176,3 +176,15 @@ def test_annealed_kmeans_scores_are_the_programs(case):
     bound = logit_bounds(rows, means, weights.log(), sigma, dtype)
     got = torch.from_numpy(model.predict_proba(X).astype(np.float64))
     assert ((got - gamma).abs() <= 2 * bound[:, None] + 4 * eps).all()
+
+
+@pytest.mark.parametrize("make", [lambda: AnnealedKMeans(2), lambda: SphericalGMM(2), lambda: DPMeans(2.0)])
+def test_estimators_take_tensors_that_require_grad(make):
+    # torch's "Can't call numpy() on Tensor that requires grad" before: validation now detaches.
+    X = torch.cat([torch.randn(30, 2) - 3.0, torch.randn(30, 2) + 3.0]).double().requires_grad_()
+    weight = torch.ones(60, dtype=torch.float64, requires_grad=True)
+    plain = make().fit(X.detach().numpy())
+    fitted = make().fit(X, sample_weight=weight)
+    np.testing.assert_allclose(fitted.cluster_centers_, plain.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(fitted.predict(X), plain.predict(X.detach().numpy()))
+    assert np.isfinite(fitted.score(X)) and X.grad is None
