@@ -3,10 +3,10 @@
 import csv
 import io
 
-import arviz as az
 import numpy as np
 import pytest
 
+from kmeans_limit.inference import arviz_compat
 from kmeans_limit.io import PointFit, Standardization, save_point_fit, save_posterior
 
 
@@ -41,7 +41,9 @@ def saved_fits(tmp_path):
         "means": np.array([[-1.0, 0.0], [1.0, 0.0]]) + 0.01 * rng.normal(size=(2, 25, 2, 2)),
         "sigma": rng.uniform(0.09, 0.11, size=(2, 25)),
     }
-    idata = az.from_dict(posterior=posterior, dims={"weights": ["cluster"], "means": ["cluster", "feature"]})
+    idata = arviz_compat.from_dict(
+        {"posterior": posterior}, dims={"weights": ["cluster"], "means": ["cluster", "feature"]}
+    )
     save_posterior(tmp_path / "post.nc", idata, feature_names=("u", "v"), standardization=stats)
     return tmp_path
 
