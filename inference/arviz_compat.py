@@ -4,7 +4,7 @@ Python 3.11 gets arviz 0.23, Python 3.12 and later arviz 1.x (the environment ma
 pyproject.toml). A posterior is the structure the installed line builds: an ``arviz.InferenceData`` on
 0.23, an ``xarray.DataTree`` on 1.x. Both give a group as ``idata.posterior`` (a Dataset, or a
 DataTree node) with ``["means"]``, ``.attrs``, ``.sizes`` and ``.isel``; everything else whose API
-differs goes through here: building (:func:`from_dict`, :func:`add_groups`), the groups
+differs goes through here: building (:func:`from_dict`, :func:`set_groups`), the groups
 (:func:`group_names`, :func:`has_group`, :func:`group`, :func:`update_attrs`), :func:`copy`, netCDF
 (:func:`to_netcdf`, :func:`from_netcdf`: groups of one netCDF-4 file, which both lines read and
 write, so a file saved by one loads in the other), and the statistics (:func:`ess`, :func:`rhat`,
@@ -23,7 +23,6 @@ import xarray as xr
 
 __all__ = [
     "ARVIZ_1",
-    "add_groups",
     "compare",
     "copy",
     "ess",
@@ -36,6 +35,7 @@ __all__ = [
     "is_posterior",
     "mcse",
     "rhat",
+    "set_groups",
     "summary",
     "to_netcdf",
     "update_attrs",
@@ -88,13 +88,15 @@ def from_dict(
     return idata
 
 
-def add_groups(idata, groups: dict[str, xr.Dataset]) -> None:
-    """Add Datasets as new groups of ``idata``, in place."""
-    if ARVIZ_1:
-        for name, dataset in groups.items():
+def set_groups(idata, groups: dict[str, xr.Dataset]) -> None:
+    """Put Datasets in ``idata`` as its groups of those names (new ones, or replacing), in place."""
+    for name, dataset in groups.items():
+        if ARVIZ_1:
             idata[name] = xr.DataTree(dataset)
-    else:
-        idata.add_groups(**groups)
+        elif has_group(idata, name):
+            setattr(idata, name, dataset)
+        else:
+            idata.add_groups({name: dataset})
 
 
 def group_names(idata) -> tuple[str, ...]:
@@ -152,19 +154,20 @@ def from_netcdf(path):
 def ess(data, method: str = "bulk"):
     """Effective sample size of draws: an array (chain, draw) gives a float, a Dataset one per variable."""
     found = az.ess(data, method=method)
-    return float(found) if isinstance(data, np.ndarray) else found
+    return float(np.asarray(found).item()) if isinstance(data, np.ndarray) else found
 
 
 def rhat(data):
     """Rank-normalized split R-hat (Vehtari et al. 2021) of draws: an array (chain, draw) or a Dataset."""
     found = az.rhat(data)
-    return float(found) if isinstance(data, np.ndarray) else found
+    return float(np.asarray(found).item()) if isinstance(data, np.ndarray) else found
 
 
 def mcse(data, method: str = "mean"):
     """Monte-Carlo standard error of draws: an array (chain, draw) or a Dataset with (chain, draw)."""
     found = az.mcse(data, method=method)
-    return float(found) if isinstance(data, np.ndarray) else found
+    # arviz 0.23 gives an array of one number for an array of draws, 1.x a number
+    return float(np.asarray(found).item()) if isinstance(data, np.ndarray) else found
 
 
 def hdi(values: np.ndarray, prob: float = 0.94) -> tuple[float, float]:

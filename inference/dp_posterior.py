@@ -358,5 +358,5 @@ def _to_idata(data: Data, priors, kept, co, sigma, alpha_prior, attrs) -> object
     groups = {"occupied_components": _relabelled(np_(sizes), np_(means), np_(weights), np_(lp))}
     if co is not None:
         groups["coclustering"] = xr.Dataset({"probability": (("observation", "observation_other"), np_(co))})
-    arviz_compat.add_groups(idata, groups)
+    arviz_compat.set_groups(idata, groups)
     return idata

@@ -288,7 +288,7 @@ def test_plain_arviz_netcdf_is_accepted_with_default_names(tmp_path):
 )
 def test_corrupt_posteriors(tmp_path, edit, message):
     idata = fake_idata()
-    idata.posterior = edit(idata.posterior)
+    arviz_compat.set_groups(idata, {"posterior": edit(arviz_compat.group(idata, "posterior"))})
     arviz_compat.to_netcdf(idata, tmp_path / "bad.nc")
     with pytest.raises(ValueError, match=message):
         load_fit(tmp_path / "bad.nc")
