@@ -8,7 +8,7 @@ differs goes through here: building (:func:`from_dict`, :func:`set_groups`), the
 (:func:`group_names`, :func:`has_group`, :func:`group`, :func:`update_attrs`), :func:`copy`, netCDF
 (:func:`to_netcdf`, :func:`from_netcdf`: groups of one netCDF-4 file, which both lines read and
 write, so a file saved by one loads in the other), and the statistics (:func:`ess`, :func:`rhat`,
-:func:`mcse`, :func:`hdi`, :func:`summary`, :func:`compare`). Tables keep arviz 0.23's column names
+:func:`mcse`, :func:`hdi`, :func:`summary`, :func:`compare`) and the plot (:func:`plot_forest`). Tables keep arviz 0.23's column names
 on both lines (``hdi_3%``, ``elpd_loo``, ``p_loo``...).
 """
 
@@ -34,6 +34,7 @@ __all__ = [
     "hdi",
     "is_posterior",
     "mcse",
+    "plot_forest",
     "rhat",
     "set_groups",
     "summary",
@@ -180,12 +181,14 @@ def hdi(values: np.ndarray, prob: float = 0.94) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def summary(dataset: xr.Dataset, *, hdi_prob: float = 0.94, kind: str = "all", **kwargs) -> pd.DataFrame:
-    """``az.summary`` of a Dataset of draws (chain, draw, ...), with arviz 0.23's columns on both lines.
+def summary(dataset, *, var_names=None, hdi_prob: float = 0.94, kind: str = "all", **kwargs) -> pd.DataFrame:
+    """``az.summary`` of draws (chain, draw, ...), with arviz 0.23's columns on both lines.
 
     Parameters
     ----------
-    dataset : xarray.Dataset
+    dataset : xarray.Dataset, or a posterior (InferenceData or DataTree: its ``posterior`` group)
+    var_names : list of str, optional
+        The variables to summarize; all by default.
     hdi_prob : float, default 0.94
         The HDI's columns are ``hdi_{(1 - p) / 2:%}`` and ``hdi_{(1 + p) / 2:%}`` (``hdi_3%``, ``hdi_97%``).
     kind : {"all", "stats", "diagnostics"}, default "all"
@@ -197,6 +200,10 @@ def summary(dataset: xr.Dataset, *, hdi_prob: float = 0.94, kind: str = "all", *
     pandas.DataFrame
         mean, sd, hdi_3%, hdi_97%, mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat (as ``kind`` asks).
     """
+    if is_posterior(dataset):
+        dataset = group(dataset, "posterior")
+    if var_names is not None:
+        dataset = dataset[list(var_names)]
     if not ARVIZ_1:
         return az.summary(dataset, hdi_prob=hdi_prob, kind=kind, **kwargs)
     kwargs.setdefault("round_to", 2)  # arviz 0.23's default; 1.x's "auto" gives text
@@ -206,6 +213,27 @@ def summary(dataset: xr.Dataset, *, hdi_prob: float = 0.94, kind: str = "all", *
     table = table.rename(columns={f"hdi{percent}_lb": low, f"hdi{percent}_ub": high})
     order = ["mean", "sd", low, high, "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
     return table[[c for c in order if c in table.columns] + [c for c in table.columns if c not in order]]
+
+
+def plot_forest(fits: dict, var_names=None, *, hdi_prob: float = 0.94):
+    """Forest plot of the posteriors in ``fits`` (name to posterior), chains combined, with matplotlib.
+
+    Returns
+    -------
+    What the line's ``az.plot_forest`` returns: matplotlib axes (0.23) or a PlotCollection (1.x).
+    """
+    if ARVIZ_1:
+        return az.plot_forest(
+            dict(fits),
+            var_names=var_names,
+            combined=True,
+            ci_kind="hdi",
+            ci_probs=(0.5, hdi_prob),
+            backend="matplotlib",
+        )
+    return az.plot_forest(
+        list(fits.values()), model_names=list(fits), var_names=var_names, combined=True, hdi_prob=hdi_prob
+    )
 
 
 #: arviz 1.x's compare columns under arviz 0.23's LOO names.
