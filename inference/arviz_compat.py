@@ -145,9 +145,7 @@ def from_netcdf(path):
     """
     if ARVIZ_1:
         with xr.open_datatree(str(path), engine="h5netcdf") as tree:
-            loaded = tree.load().copy(deep=True)
-        # the root of a file written by arviz 0.23 carries nothing; drop an empty root-level dataset
-        return loaded
+            return tree.load().copy(deep=True)  # in memory, nothing left tied to the closed file
     with az.rc_context({"data.load": "eager"}):
         return az.from_netcdf(str(path))
 

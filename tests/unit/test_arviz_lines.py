@@ -164,5 +164,20 @@ def test_a_fit_round_trips_on_this_line(tmp_path):
     )
 
 
+def test_summary_of_a_posterior_and_the_forest_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fit = reference_posterior()
+    table = arviz_compat.summary(fit, var_names=["sigma"])
+    assert list(table.index) == ["sigma"]
+    assert table.loc["sigma", "mean"] == pytest.approx(float(fit.posterior["sigma"].mean()), abs=0.01)
+    arviz_compat.plot_forest({"a": fit, "b": arviz_compat.copy(fit)}, var_names=["sigma", "weights"])
+    assert plt.get_fignums()
+    plt.close("all")
+
+
 if __name__ == "__main__":
     print(write_reference_file(Path(sys.argv[1])))
