@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import arviz as az
 import numpy as np
 import torch
 from _data import machine
@@ -37,7 +36,7 @@ def make_data(n_samples: int, seed: int = 0) -> torch.Tensor:
     return sample_from(centres, n_samples, sigma=0.5, seed=seed).x
 
 
-def ess_row(idata: az.InferenceData, seconds: float, steps: float = float("nan")) -> dict:
+def ess_row(idata, seconds: float, steps: float = float("nan")) -> dict:
     """Bulk ESS of σ, the sorted weights (smallest) and lp, the minimum per second, and ``steps``."""
     table = invariant_summary(idata, kind="diagnostics")["ess_bulk"]
     weights = table[[name for name in table.index if name.startswith("weights_sorted")]].min()

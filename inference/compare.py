@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import warnings
 from typing import NamedTuple
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 from scipy.stats import energy_distance
 
+from . import arviz_compat
 from .data import prepare_data
 from .gibbs import GibbsState
 from .init import kmeans_plusplus
@@ -25,7 +24,7 @@ from .validation import as_data, check_n_clusters, check_positive_int, check_see
 __all__ = ["TemperedPath", "compare_k", "compare_posteriors", "kmeans_reference", "tempered_path"]
 
 
-def _aligned_means(idata: az.InferenceData, reference: np.ndarray | None) -> xr.DataArray:
+def _aligned_means(idata, reference: np.ndarray | None) -> xr.DataArray:
     """Relabelled means, with components permuted as a whole to match ``reference`` (posterior means)."""
     if idata.posterior.attrs.get("relabelled", "none") == "none":
         idata = relabel(idata)
@@ -37,7 +36,7 @@ def _aligned_means(idata: az.InferenceData, reference: np.ndarray | None) -> xr.
     return means.isel(cluster=perm).assign_coords(cluster=means["cluster"].values)
 
 
-def _parameters(idata: az.InferenceData, reference: np.ndarray | None) -> xr.Dataset:
+def _parameters(idata, reference: np.ndarray | None) -> xr.Dataset:
     """σ (when learned), sorted weights and aligned means of one fit, flattened to scalar variables."""
     invariant = invariant_dataset(idata).drop_vars("lp")
     means = _aligned_means(idata, reference)
@@ -51,7 +50,7 @@ def _parameters(idata: az.InferenceData, reference: np.ndarray | None) -> xr.Dat
     return xr.Dataset(data)
 
 
-def is_point_estimate(idata: az.InferenceData) -> bool:
+def is_point_estimate(idata) -> bool:
     """Whether a fit is one point repeated (MAP: ``point_estimate_repeated`` in its attrs), not draws."""
     return bool(idata.posterior.attrs.get("point_estimate_repeated", 0))
 
@@ -73,7 +72,7 @@ def _pair_rows(name_a, a: xr.Dataset, name_b, b: xr.Dataset, points: tuple[bool,
     sd_b = _spread(b.std(("chain", "draw")), points[1])
     # A point estimate has no Monte-Carlo error (and az.mcse of constant draws is 0 only up to rounding).
     mcse_a, mcse_b = (
-        fit.mean(("chain", "draw")) * 0.0 if point else az.mcse(fit, method="mean")
+        fit.mean(("chain", "draw")) * 0.0 if point else arviz_compat.mcse(fit, method="mean")
         for fit, point in zip((a, b), points, strict=True)
     )
     rows = []
@@ -98,12 +97,12 @@ def _pair_rows(name_a, a: xr.Dataset, name_b, b: xr.Dataset, points: tuple[bool,
     return rows
 
 
-def compare_posteriors(fits: dict[str, az.InferenceData], reference=None) -> pd.DataFrame:
+def compare_posteriors(fits: dict, reference=None) -> pd.DataFrame:
     """Compare posterior fits of the same data and K, pair by pair, on identifiable quantities.
 
     Parameters
     ----------
-    fits : dict of str to arviz.InferenceData
+    fits : dict of str to arviz.InferenceData or xarray.DataTree
         At least two fits (for instance ``{"nuts": ..., "gibbs": ...}``), or one with ``reference``.
         Means are relabelled (pivot) if they are not already, then each fit's components are matched
         as a whole to the first fit's posterior means.
@@ -152,6 +151,7 @@ def compare_k(X, ks, *, ic: str = "loo", **fit_kwargs) -> pd.DataFrame:
     ks : iterable of int
         The numbers of clusters to compare (at least two).
     ic : {"loo", "waic"}, default "loo"
+        WAIC only on arviz 0.23 (arviz 1.x has LOO only).
     **fit_kwargs
         Passed to :func:`~kmeans_limit.inference.fit_posterior` (method, sigma, num_samples, seed...).
 
@@ -165,15 +165,7 @@ def compare_k(X, ks, *, ic: str = "loo", **fit_kwargs) -> pd.DataFrame:
     if len(set(ks)) < 2:
         raise ValueError(f"ks={ks} should hold at least two different numbers of clusters")
     fits = {f"K={k}": fit_posterior(X, k, **fit_kwargs) for k in ks}
-    with warnings.catch_warnings():
-        # arviz 0.23's compare calls DataFrame.sort_values(inplace=True), deprecated in pandas 3.1;
-        # nothing a caller can act on, so this one message is silenced here.
-        warnings.filterwarnings(
-            "ignore",
-            message="The inplace keyword in DataFrame.sort_values is deprecated",
-            category=getattr(pd.errors, "Pandas4Warning", DeprecationWarning),
-        )
-        return az.compare(fits, ic=ic)
+    return arviz_compat.compare(fits, ic=ic)
 
 
 def kmeans_reference(X: torch.Tensor, n_clusters: int, *, seed: int = 0, n_init: int = 10) -> torch.Tensor:
@@ -202,7 +194,7 @@ class TemperedPath(NamedTuple):
 
     Attributes
     ----------
-    posteriors : dict of float to arviz.InferenceData
+    posteriors : dict of float to arviz.InferenceData or xarray.DataTree
         σ → Gibbs posterior at that σ, relabelled to the k-means centroids.
     summary : pandas.DataFrame
         One row per σ: ``means_sd`` (posterior sd of the means, averaged over components and
@@ -224,7 +216,7 @@ def _hard_labels(X: torch.Tensor, centroids: torch.Tensor) -> np.ndarray:
     return torch.cdist(data.rows, data.to_rows(centroids)).argmin(1).numpy()
 
 
-def _path_row(sigma: float, idata: az.InferenceData, labels: np.ndarray, centroids: torch.Tensor) -> dict:
+def _path_row(sigma: float, idata, labels: np.ndarray, centroids: torch.Tensor) -> dict:
     means = idata.posterior["means"]
     centre = torch.as_tensor(means.mean(("chain", "draw")).values)
     probs = assignment_probabilities(idata)
@@ -237,7 +229,7 @@ def _path_row(sigma: float, idata: az.InferenceData, labels: np.ndarray, centroi
     }
 
 
-def _last_state(idata: az.InferenceData) -> GibbsState:
+def _last_state(idata) -> GibbsState:
     """Every chain's last draw, to start the next σ of the path from."""
     last = idata.posterior.isel(draw=-1)
     return GibbsState(*(torch.as_tensor(last[name].values) for name in ("weights", "means", "sigma")))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import arviz as az
 import numpy as np
 import torch
 import xarray as xr
@@ -13,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from ..models import Priors, data_scaled_priors, log_dp_concentration, prior_mean
+from . import arviz_compat
 from .data import Data, prepare_data
 from .dp_gibbs import dp_gibbs_sweep, initial_dp_state
 from .idata import package_versions
@@ -123,7 +123,7 @@ def _relabelled(sizes: np.ndarray, means: np.ndarray, weights: np.ndarray, lp: n
     )
 
 
-def occupied_summary(idata: az.InferenceData):
+def occupied_summary(idata):
     """Mean, sd and the 3%-97% quantiles of the relabelled occupied components' weights and means.
 
     Returns
@@ -163,7 +163,7 @@ def fit_dp_posterior(
     seed: int = 0,
     coclustering: bool | None = None,
     progress: bool = False,
-) -> az.InferenceData:
+) -> object:
     """The posterior of the truncated DP mixture :func:`~kmeans_limit.models.dp_gmm` by blocked Gibbs.
 
     Parameters
@@ -189,7 +189,7 @@ def fit_dp_posterior(
 
     Returns
     -------
-    arviz.InferenceData
+    arviz.InferenceData (arviz 0.23) or xarray.DataTree (arviz 1.x)
         ``posterior``: n_occupied (chain, draw), cluster_sizes (chain, draw, cluster), v (chain, draw,
         stick), weights,
         means (data units, raw stick labels), sigma, alpha; ``sample_stats``: lp (log joint with z
@@ -298,7 +298,7 @@ def _log_prior(kept, priors, m0, sigma_learned, alpha_prior) -> torch.Tensor:
     return lp
 
 
-def _to_idata(data: Data, priors, kept, co, sigma, alpha_prior, attrs) -> az.InferenceData:
+def _to_idata(data: Data, priors, kept, co, sigma, alpha_prior, attrs) -> object:
     X = data.rows
     m0 = prior_mean(priors.shifted(data.offset), data.n_features, X)
     n_chains, n_draws, k = kept["sizes"].shape
@@ -339,11 +339,13 @@ def _to_idata(data: Data, priors, kept, co, sigma, alpha_prior, attrs) -> az.Inf
         "sigma": np_(kept["sigma"]),
         "alpha": np_(kept["alpha"]),
     }
-    idata = az.from_dict(
-        posterior=posterior,
-        sample_stats={"lp": np_(lp)},
-        log_likelihood={"x": np_(loglik)},
-        observed_data={"x": np_(data.to_data(X))},
+    idata = arviz_compat.from_dict(
+        {
+            "posterior": posterior,
+            "sample_stats": {"lp": np_(lp)},
+            "log_likelihood": {"x": np_(loglik)},
+            "observed_data": {"x": np_(data.to_data(X))},
+        },
         dims={
             "cluster_sizes": ["cluster"],
             "v": ["stick"],
@@ -356,5 +358,5 @@ def _to_idata(data: Data, priors, kept, co, sigma, alpha_prior, attrs) -> az.Inf
     groups = {"occupied_components": _relabelled(np_(sizes), np_(means), np_(weights), np_(lp))}
     if co is not None:
         groups["coclustering"] = xr.Dataset({"probability": (("observation", "observation_other"), np_(co))})
-    idata.add_groups(**groups)
+    arviz_compat.set_groups(idata, groups)
     return idata

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import arviz as az
 import numpy as np
 import pyro
 import torch
 from pyro.infer import Predictive
 
 from ..models import Priors, prior_mean, spherical_gmm
+from . import arviz_compat
 from .data import Data, prepare_data
 from .density import log_prior, pointwise_log_likelihood, total_log_likelihood
 from .validation import pyro_seed
@@ -59,7 +59,7 @@ def package_versions() -> dict[str, str]:
         "kmeans_limit_version": str(own),
         "torch_version": str(torch.__version__),
         "pyro_version": str(pyro.__version__),
-        "arviz_version": str(az.__version__),
+        "arviz_version": arviz_compat.version(),
     }
 
 
@@ -145,8 +145,8 @@ def to_inference_data(
     posterior_predictive: bool = False,
     seed: int = 0,
     log_likelihood: bool = True,
-) -> az.InferenceData:
-    """Build the ``InferenceData`` of a posterior fit with ``az.from_dict``.
+) -> object:
+    """Build the posterior of a fit (``InferenceData`` on arviz 0.23, ``DataTree`` on 1.x).
 
     Parameters
     ----------
@@ -175,7 +175,7 @@ def to_inference_data(
 
     Returns
     -------
-    arviz.InferenceData
+    arviz.InferenceData (arviz 0.23) or xarray.DataTree (arviz 1.x)
         ``posterior``: weights (chain, draw, cluster), means (chain, draw, cluster, feature) in the
         data's units, sigma (chain, draw); ``sample_stats``: lp = log p(X, θ) with z summed out, plus
         the sampler's own; ``log_likelihood``: x (chain, draw, observation), unless
@@ -223,13 +223,10 @@ def to_inference_data(
     all_attrs["sigma"] = "learned" if sigma is None else sigma
     coords = {"cluster": np.arange(n_clusters), "feature": np.arange(n_features)}
     coords["observation"] = np.arange(data.n_samples)
-    idata = az.from_dict(**groups, coords=coords, dims=DIMS)
-    for group in idata.groups():
-        idata[group].attrs.update(all_attrs)
-    return idata
+    return arviz_compat.from_dict(groups, coords=coords, dims=DIMS, attrs=all_attrs)
 
 
-def posterior_tensors(idata: az.InferenceData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def posterior_tensors(idata) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The posterior draws of a fit, flattened over chains and draws, as float64 tensors.
 
     Returns

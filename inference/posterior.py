@@ -6,9 +6,8 @@ import functools
 import inspect
 import math
 
-import arviz as az
-
 from ..models import Priors, data_scaled_priors, prior_mean
+from . import arviz_compat
 from .data import Data, prepare_data
 from .gibbs import GibbsState, gibbs_posterior
 from .idata import prior_attrs, to_inference_data
@@ -138,8 +137,8 @@ def fit_posterior(
     posterior_predictive: bool = False,
     log_likelihood: bool = True,
     **options,
-) -> az.InferenceData:
-    """Draw from the posterior of the spherical Gaussian mixture and return it as InferenceData.
+) -> object:
+    """Draw from the posterior of the spherical Gaussian mixture and return it as InferenceData or DataTree.
 
     Parameters
     ----------
@@ -197,7 +196,7 @@ def fit_posterior(
 
     Returns
     -------
-    arviz.InferenceData
+    arviz.InferenceData (arviz 0.23, Python 3.11) or xarray.DataTree (arviz 1.x, Python 3.12+)
         ``posterior``: weights (chain, draw, cluster), means (chain, draw, cluster, feature), sigma
         (chain, draw); ``sample_stats``: lp = log p(X, weights, means, σ) with z summed out (the σ
         density included when σ is learned), and for NUTS diverging, step_size, n_steps, tree_depth;
@@ -271,6 +270,5 @@ def fit_posterior(
     if not relabel:
         return idata
     idata = relabel_draws(idata, reference=canonical_reference(data, n_clusters, seed=seed))
-    for group in idata.groups():
-        idata[group].attrs["relabel_reference"] = CANONICAL_REFERENCE
+    arviz_compat.update_attrs(idata, {"relabel_reference": CANONICAL_REFERENCE})
     return idata

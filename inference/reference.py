@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
+from . import arviz_compat
 from .density import total_log_likelihood
 from .exact import ExactPosterior
 from .idata import posterior_tensors
@@ -28,7 +28,7 @@ def _z(error: float, mcse: float) -> float:
     return 0.0 if error == 0 else math.copysign(math.inf, error)
 
 
-def _draws(idata: az.InferenceData, name: str, values: np.ndarray) -> xr.DataArray:
+def _draws(idata, name: str, values: np.ndarray) -> xr.DataArray:
     chain, draw = idata.posterior["chain"].values, idata.posterior["draw"].values
     return xr.DataArray(
         values.reshape(len(chain), len(draw)), coords={"chain": chain, "draw": draw}, name=name
@@ -36,13 +36,13 @@ def _draws(idata: az.InferenceData, name: str, values: np.ndarray) -> xr.DataArr
 
 
 def reference_quantities(
-    idata: az.InferenceData, reference: ExactPosterior, *, coclustering: bool = True
+    idata, reference: ExactPosterior, *, coclustering: bool = True
 ) -> tuple[xr.Dataset, dict[str, tuple[float, float, float]]]:
     """The fit's draws of the quantities the reference knows, and the reference's values.
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         From :func:`~kmeans_limit.inference.fit_posterior` on the reference's data and K.
     reference : ExactPosterior
     coclustering : bool, default True
@@ -86,7 +86,7 @@ def reference_quantities(
     for r, value in enumerate(reference.weights_sorted_mean):
         data[f"weights_sorted[{r}]"] = _draws(idata, "w", ordered[:, r])
         values[f"weights_sorted[{r}]"] = (float(value), 0.0, math.nan)
-    if "log_likelihood" in idata.groups():
+    if arviz_compat.has_group(idata, "log_likelihood"):
         log_lik = idata.log_likelihood["x"].sum("observation").values.reshape(-1)
     else:
         log_lik = total_log_likelihood(x, weights, means, sigma).numpy()
@@ -103,25 +103,26 @@ def reference_quantities(
 
 
 def _mcse_ess(draws: xr.Dataset, mean: xr.Dataset, sd: xr.Dataset) -> tuple[dict, dict]:
-    """``az.mcse(method="mean")`` and bulk ESS per variable; 0 and NaN for draws that do not vary (a
+    """``arviz_compat.mcse(method="mean")`` and bulk ESS per variable; 0 and NaN for draws that do not vary (a
     point such as MAP's, where arviz would take the square root of a rounding-negative variance)."""
     varying = [v for v in draws.data_vars if float(sd[v]) > 1e-12 * (1.0 + abs(float(mean[v])))]
     mcse, ess = dict.fromkeys(draws.data_vars, 0.0), dict.fromkeys(draws.data_vars, math.nan)
     if varying:
-        found, bulk = az.mcse(draws[varying], method="mean"), az.ess(draws[varying], method="bulk")
+        found, bulk = (
+            arviz_compat.mcse(draws[varying], method="mean"),
+            arviz_compat.ess(draws[varying], method="bulk"),
+        )
         mcse.update({v: float(found[v]) for v in varying})
         ess.update({v: float(bulk[v]) for v in varying})
     return mcse, ess
 
 
-def compare_to_reference(
-    fits: dict[str, az.InferenceData], reference: ExactPosterior, *, coclustering: bool = True
-) -> pd.DataFrame:
+def compare_to_reference(fits: dict, reference: ExactPosterior, *, coclustering: bool = True) -> pd.DataFrame:
     """Each fit's error against the exact posterior, in Monte-Carlo standard errors.
 
     Parameters
     ----------
-    fits : dict of str to arviz.InferenceData
+    fits : dict of str to arviz.InferenceData or xarray.DataTree
         Fits of the reference's data and K (for instance ``{"gibbs": ..., "nuts": ...}``), with σ
         learned or fixed as in the reference.
     reference : ExactPosterior
@@ -134,7 +135,7 @@ def compare_to_reference(
     pandas.DataFrame
         One row per fit and quantity: ``method``, ``parameter``, ``mean`` (the fit's posterior
         mean), ``reference``, ``error`` = mean − reference, ``mcse`` = √(mcse_fit² + mcse_ref²)
-        (``az.mcse(method="mean")``, and the reference's own for the log-likelihood), ``z_mcse`` =
+        (``arviz_compat.mcse(method="mean")``, and the reference's own for the log-likelihood), ``z_mcse`` =
         error / mcse (±inf for an error without Monte-Carlo noise, as MAP's), ``ess`` (the fit's
         bulk ESS of the quantity), ``sd`` and ``reference_sd`` (σ only). A correct sampler has
         |z_mcse| below 4 on nearly every row; MAP and SVI show by how far they miss.

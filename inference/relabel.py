@@ -12,11 +12,11 @@ summaries of raw draws (and their R-hat) mean nothing. Two remedies:
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from . import arviz_compat
 from .data import prepare_data
 from .ecr import ecr_permutations
 from .idata import posterior_tensors
@@ -139,9 +139,9 @@ def stephens_permutations(
     return perms, max_iter
 
 
-def _permuted(idata: az.InferenceData, perms: torch.Tensor, method: str) -> az.InferenceData:
+def _permuted(idata, perms: torch.Tensor, method: str):
     """A copy of ``idata`` with each draw's weights and means permuted (``perm[m, k]`` → label k)."""
-    new = idata.copy()
+    new = arviz_compat.copy(idata)
     post = new.posterior
     n_chains, n_draws, n_clusters = post["weights"].shape
     index = perms.cpu().numpy().reshape(n_chains, n_draws, n_clusters)
@@ -149,8 +149,7 @@ def _permuted(idata: az.InferenceData, perms: torch.Tensor, method: str) -> az.I
     means = np.take_along_axis(post["means"].values, index[..., None], axis=-2)
     post["weights"] = post["weights"].copy(data=weights)
     post["means"] = post["means"].copy(data=means)
-    for group in new.groups():
-        new[group].attrs["relabelled"] = method
+    arviz_compat.update_attrs(new, {"relabelled": method})
     return new
 
 
@@ -191,14 +190,12 @@ def canonical_reference(X, n_clusters: int, *, seed: int = 0) -> torch.Tensor:
     return means[torch.as_tensor(order)]
 
 
-def relabel(
-    idata: az.InferenceData, method: str = "pivot", reference=None, *, max_iter: int = 100
-) -> az.InferenceData:
+def relabel(idata, method: str = "pivot", reference=None, *, max_iter: int = 100):
     """Undo label switching: permute every draw's components to a common labelling.
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         From :func:`~kmeans_limit.inference.fit_posterior` (posterior ``weights``, ``means``, ``sigma``;
         ``sample_stats.lp``; ``observed_data.x`` for Stephens).
     method : {"pivot", "stephens", "ecr"}, default "pivot"
@@ -213,7 +210,7 @@ def relabel(
 
     Returns
     -------
-    arviz.InferenceData
+    arviz.InferenceData or xarray.DataTree
         A copy with ``weights`` and ``means`` permuted; every group's ``relabelled`` attribute names
         the method. ``sigma``, ``lp`` and the log-likelihood are invariant and unchanged.
     """

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import itertools
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import arviz_compat
+
 __all__ = ["relabelling_diagnostics"]
 
 
-def _components(idata: az.InferenceData) -> xr.Dataset:
+def _components(idata) -> xr.Dataset:
     """``weights[k]`` and ``means[k,d]`` as scalar (chain, draw) variables."""
     post = idata.posterior
     data = {f"weights[{k}]": post["weights"].isel(cluster=k, drop=True) for k in range(post.sizes["cluster"])}
@@ -21,14 +22,14 @@ def _components(idata: az.InferenceData) -> xr.Dataset:
     return xr.Dataset(data)
 
 
-def relabelling_diagnostics(idata_raw: az.InferenceData, idata_relabelled: az.InferenceData) -> pd.DataFrame:
+def relabelling_diagnostics(idata_raw, idata_relabelled) -> pd.DataFrame:
     """R-hat and bulk ESS of every weight and mean, before and after relabelling.
 
     Parameters
     ----------
-    idata_raw : arviz.InferenceData
+    idata_raw : arviz.InferenceData or xarray.DataTree
         A fit as sampled (``fit_posterior(..., relabel=False)``).
-    idata_relabelled : arviz.InferenceData
+    idata_relabelled : arviz.InferenceData or xarray.DataTree
         The same draws relabelled (:func:`~kmeans_limit.inference.relabel`, any method).
 
     Returns
@@ -50,7 +51,7 @@ def relabelling_diagnostics(idata_raw: az.InferenceData, idata_relabelled: az.In
     before, after = _components(idata_raw), _components(idata_relabelled)
     columns = {}
     for suffix, data in (("before", before), ("after", after)):
-        rhat, ess = az.rhat(data), az.ess(data, method="bulk")
+        rhat, ess = arviz_compat.rhat(data), arviz_compat.ess(data, method="bulk")
         columns[f"r_hat_{suffix}"] = [float(rhat[v]) for v in data.data_vars]
         columns[f"ess_bulk_{suffix}"] = [float(ess[v]) for v in data.data_vars]
     columns["mean_after"] = [float(after[v].mean()) for v in after.data_vars]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
+from . import arviz_compat
 from .data import prepare_data
 from .idata import posterior_tensors
 from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
@@ -25,7 +25,7 @@ __all__ = [
 MAX_COCLUSTERING_SAMPLES = 2000
 
 
-def _rows_and_draws(idata: az.InferenceData, X) -> tuple[torch.Tensor, ...]:
+def _rows_and_draws(idata, X) -> tuple[torch.Tensor, ...]:
     """Rows and draws in one frame, in float64: ``X`` (the fit's observed data by default), prepared
     by :func:`~kmeans_limit.inference.data.prepare_data`, and the posterior draws with their means
     moved by the same offset (responsibilities do not change under the shift; the expansion of
@@ -53,12 +53,12 @@ def _draw_chunks(n_draws: int, n_rows: int, n_clusters: int):
     return chunk_rows(n_draws, 1, max(1, CHUNK_ENTRIES // (n_rows * n_clusters)))
 
 
-def assignment_probabilities(idata: az.InferenceData, X=None) -> np.ndarray:
+def assignment_probabilities(idata, X=None) -> np.ndarray:
     """``P(z_n = k | X) = mean over draws of γ_nk(θ)``, under the fit's (relabelled) labels.
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         From :func:`~kmeans_limit.inference.fit_posterior`; relabel first for labels that mean
         the same component in every draw.
     X : array-like of shape (n_samples, n_features), optional
@@ -78,12 +78,12 @@ def assignment_probabilities(idata: az.InferenceData, X=None) -> np.ndarray:
     return total.numpy()
 
 
-def coclustering_matrix(idata: az.InferenceData, X=None, *, max_draws: int = 1000) -> np.ndarray:
+def coclustering_matrix(idata, X=None, *, max_draws: int = 1000) -> np.ndarray:
     """``P(z_n = z_m | X)``, averaged over draws: invariant under label switching.
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
     X : array-like of shape (n_samples, n_features), optional
         At most ``MAX_COCLUSTERING_SAMPLES`` rows; the observed data by default.
     max_draws : int, default 1000
@@ -114,7 +114,7 @@ def coclustering_matrix(idata: az.InferenceData, X=None, *, max_draws: int = 100
     return total.numpy()
 
 
-def invariant_dataset(idata: az.InferenceData) -> xr.Dataset:
+def invariant_dataset(idata) -> xr.Dataset:
     """The permutation-invariant quantities of a fit, for diagnostics that label switching cannot fool.
 
     Returns
@@ -135,12 +135,12 @@ def invariant_dataset(idata: az.InferenceData) -> xr.Dataset:
     return xr.Dataset(data, coords={**coords, "rank": np.arange(ordered.shape[-1])})
 
 
-def invariant_summary(idata: az.InferenceData, **kwargs) -> pd.DataFrame:
-    """``az.summary`` of σ (when learned), the sorted weights and lp: means, sds, ESS, R-hat.
+def invariant_summary(idata, **kwargs) -> pd.DataFrame:
+    """``arviz.summary`` (through :func:`~kmeans_limit.inference.arviz_compat.summary`, arviz 0.23's columns on both lines) of σ (when learned), the sorted weights and lp: means, sds, ESS, R-hat.
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
     **kwargs
         Passed to ``arviz.summary`` (for instance ``hdi_prob`` or ``kind="diagnostics"``).
 
@@ -148,4 +148,4 @@ def invariant_summary(idata: az.InferenceData, **kwargs) -> pd.DataFrame:
     -------
     pandas.DataFrame
     """
-    return az.summary(invariant_dataset(idata), **kwargs)
+    return arviz_compat.summary(invariant_dataset(idata), **kwargs)

@@ -132,15 +132,15 @@ def point_table(
 
 def _stat_row(name: str, values: np.ndarray, hard_value=None) -> list[str]:
     """Mean, sd, 94% HDI, bulk ESS and R-hat of one quantity's draws (chains, draws)."""
-    import arviz as az
+    from .inference import arviz_compat
 
     chains = values.shape[0]
     if np.ptp(values) == 0:
         ess = rhat = "-"
     else:
-        ess = f"{float(az.ess(values, method='bulk')):.0f}"
-        rhat = fmt(az.rhat(values), 3) if chains > 1 else "-"
-    low, high = az.hdi(values.reshape(-1), hdi_prob=0.94)
+        ess = f"{arviz_compat.ess(values, method='bulk'):.0f}"
+        rhat = fmt(arviz_compat.rhat(values), 3) if chains > 1 else "-"
+    low, high = arviz_compat.hdi(values, prob=0.94)
     row = [name, fmt(values.mean()), fmt(values.std()), fmt(low), fmt(high), ess, rhat]
     return row if hard_value is None else [name, fmt(hard_value), *row[1:]]
 
@@ -151,7 +151,7 @@ def posterior_table(idata, feature_names: Sequence[str], hard=None, *, where: st
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         With posterior ``sigma`` (chain, draw), ``weights`` (chain, draw, K), ``means`` (chain, draw, K, D).
     feature_names : sequence of str
     hard : tuple (sigma, weights, means), optional

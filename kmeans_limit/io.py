@@ -2,7 +2,7 @@
 
 Data files are read with every problem a new user could meet turned into one ``ValueError`` that
 names the file, the place and what to do. Fits are written in open formats only, never pickle:
-point fits (the annealed k-means solution) as JSON, posteriors as netCDF (``InferenceData.to_netcdf``).
+point fits (the annealed k-means solution) as JSON, posteriors as netCDF groups (``arviz_compat.to_netcdf``: read and written by arviz 0.23 and 1.x).
 Every write is atomic (a temporary file in the same folder, then ``os.replace``) and refuses to
 replace an existing file unless asked to; everything read back is validated (format tag, version,
 shapes, finite values, weights on the simplex).
@@ -419,7 +419,7 @@ class PosteriorFit(NamedTuple):
 
     Attributes
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData (arviz 0.23) or xarray.DataTree (arviz 1.x)
     means : tensor of shape (n_draws, n_clusters, n_features)
     weights : tensor of shape (n_draws, n_clusters)
     sigma : tensor of shape (n_draws,)
@@ -438,8 +438,10 @@ class PosteriorFit(NamedTuple):
 def _plain_attrs(idata) -> None:
     """Every group's attributes as types netCDF stores: str subclasses (``torch.__version__`` is one)
     become plain str, bools ints, and anything else not a number or a string its text."""
-    for group in idata.groups():
-        attrs = getattr(idata, group).attrs
+    from .inference import arviz_compat
+
+    for group in arviz_compat.group_names(idata):
+        attrs = idata[group].attrs
         for key, value in attrs.items():
             if isinstance(value, bool | np.bool_):
                 attrs[key] = int(value)
@@ -461,8 +463,11 @@ def save_posterior(
     ``kmeans_limit_feature_names`` and ``kmeans_limit_standardization``, the last two as JSON text).
     """
     from . import __version__
+    from .inference import arviz_compat
 
-    idata = idata.copy()  # the tags and plain attributes are the file's, not the caller's object's
+    idata = arviz_compat.copy(
+        idata
+    )  # the tags and plain attributes are the file's, not the caller's object's
     _plain_attrs(idata)
     attrs = idata.posterior.attrs
     attrs["kmeans_limit_format"] = POSTERIOR_FORMAT
@@ -472,15 +477,14 @@ def save_posterior(
     attrs["kmeans_limit_standardization"] = json.dumps(
         None if standardization is None else standardization._asdict()
     )
-    return atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp)), force=force)
+    return atomic_write(path, lambda tmp: arviz_compat.to_netcdf(idata, tmp), force=force)
 
 
 def _open_netcdf(path: Path):
-    import arviz as az
+    from .inference import arviz_compat
 
     try:
-        with az.rc_context({"data.load": "eager"}):
-            return az.from_netcdf(str(path))
+        return arviz_compat.from_netcdf(path)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise ValueError(
             f"'{path}' is not a readable netCDF file ({type(error).__name__}); it is corrupt"
@@ -521,8 +525,10 @@ def posterior_fit(idata, where: str | os.PathLike = "the posterior") -> Posterio
     ValueError
         As :func:`load_posterior`.
     """
+    from .inference import arviz_compat
+
     path = where
-    if "posterior" not in idata.groups():
+    if not arviz_compat.has_group(idata, "posterior"):
         raise ValueError(f"'{path}' has no posterior group; it is not a kmeans-limit posterior")
     posterior = idata.posterior
     version = posterior.attrs.get("kmeans_limit_version")

@@ -2,11 +2,12 @@
 
 import csv
 import io
+from pathlib import Path
 
-import arviz as az
 import numpy as np
 import pytest
 
+from kmeans_limit.inference import arviz_compat
 from kmeans_limit.io import PointFit, Standardization, save_point_fit, save_posterior
 
 
@@ -41,7 +42,9 @@ def saved_fits(tmp_path):
         "means": np.array([[-1.0, 0.0], [1.0, 0.0]]) + 0.01 * rng.normal(size=(2, 25, 2, 2)),
         "sigma": rng.uniform(0.09, 0.11, size=(2, 25)),
     }
-    idata = az.from_dict(posterior=posterior, dims={"weights": ["cluster"], "means": ["cluster", "feature"]})
+    idata = arviz_compat.from_dict(
+        {"posterior": posterior}, dims={"weights": ["cluster"], "means": ["cluster", "feature"]}
+    )
     save_posterior(tmp_path / "post.nc", idata, feature_names=("u", "v"), standardization=stats)
     return tmp_path
 
@@ -75,3 +78,13 @@ def test_sample_from_a_posterior_file(saved_fits, run_cli, cli_in_process, one_l
     sigma = cli_in_process("sample", "-n", 5, "--from", saved_fits / "post.nc", "--sigma", 1)
     assert sigma.returncode == 2
     one_line_error(sigma.stderr, "--sigma cannot be combined with a posterior fit")
+
+
+@pytest.mark.parametrize("name", ["posterior_arviz023.nc", "posterior_arviz1.nc"])
+def test_sample_from_a_posterior_saved_by_either_arviz_line(name, cli_in_process):
+    """The files of tests/data were saved under arviz 0.23 and 1.x (tests/unit/test_arviz_lines.py)."""
+    path = Path(__file__).resolve().parents[1] / "data" / name
+    result = cli_in_process("sample", "-n", 20, "--from", path, "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    header, rows = parse_csv(result.stdout)
+    assert header[:2] == ["u", "v"] and rows.shape[0] == 20 and np.isfinite(rows).all()

@@ -2,12 +2,12 @@
 
 import json
 
-import arviz as az
 import numpy as np
 import pytest
 import torch
 
 from kmeans_limit.datasets import load_faithful, standardize
+from kmeans_limit.inference import arviz_compat
 from kmeans_limit.io import (
     PointFit,
     Standardization,
@@ -247,8 +247,8 @@ def fake_idata(chains=2, draws=30, n_clusters=2, n_features=2, seed=0):
     weights = rng.dirichlet(np.ones(n_clusters), size=(chains, draws))
     means = rng.normal(size=(chains, draws, n_clusters, n_features))
     sigma = rng.uniform(0.2, 0.4, size=(chains, draws))
-    return az.from_dict(
-        posterior={"weights": weights, "means": means, "sigma": sigma},
+    return arviz_compat.from_dict(
+        {"posterior": {"weights": weights, "means": means, "sigma": sigma}},
         dims={"weights": ["cluster"], "means": ["cluster", "feature"]},
     )
 
@@ -269,7 +269,7 @@ def test_posterior_round_trip(tmp_path):
 
 
 def test_plain_arviz_netcdf_is_accepted_with_default_names(tmp_path):
-    fake_idata().to_netcdf(str(tmp_path / "plain.nc"))
+    arviz_compat.to_netcdf(fake_idata(), tmp_path / "plain.nc")
     fit = load_posterior(tmp_path / "plain.nc")
     assert fit.feature_names == ("x0", "x1") and fit.standardization is None
 
@@ -288,14 +288,16 @@ def test_plain_arviz_netcdf_is_accepted_with_default_names(tmp_path):
 )
 def test_corrupt_posteriors(tmp_path, edit, message):
     idata = fake_idata()
-    idata.posterior = edit(idata.posterior)
-    idata.to_netcdf(str(tmp_path / "bad.nc"))
+    arviz_compat.set_groups(idata, {"posterior": edit(arviz_compat.group(idata, "posterior"))})
+    arviz_compat.to_netcdf(idata, tmp_path / "bad.nc")
     with pytest.raises(ValueError, match=message):
         load_fit(tmp_path / "bad.nc")
 
 
 def test_netcdf_without_posterior(tmp_path):
-    az.from_dict(observed_data={"x": np.zeros((3, 2))}).to_netcdf(str(tmp_path / "obs.nc"))
+    arviz_compat.to_netcdf(
+        arviz_compat.from_dict({"observed_data": {"x": np.zeros((3, 2))}}), tmp_path / "obs.nc"
+    )
     with pytest.raises(ValueError, match="has no posterior group"):
         load_fit(tmp_path / "obs.nc")
 
@@ -393,5 +395,5 @@ def test_atomic_write_into_a_missing_folder_is_a_value_error(tmp_path):
 def test_a_posterior_straight_from_to_netcdf_with_a_package_version_loads(tmp_path):
     idata = fake_idata()
     idata.posterior.attrs["kmeans_limit_version"] = "0.1.0"  # fit_posterior's attrs: the package version
-    idata.to_netcdf(str(tmp_path / "direct.nc"))
+    arviz_compat.to_netcdf(idata, tmp_path / "direct.nc")
     assert load_posterior(tmp_path / "direct.nc").means.shape[1:] == (2, 2)

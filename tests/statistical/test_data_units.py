@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kmeans_limit.datasets import load_faithful
-from kmeans_limit.inference import compare_posteriors, fit_posterior, sample_from
+from kmeans_limit.inference import arviz_compat, compare_posteriors, fit_posterior, sample_from
 from kmeans_limit.models import Priors
 
 GIBBS = {"num_samples": 500, "num_warmup": 200, "num_chains": 4, "progress": False}
@@ -20,7 +20,7 @@ NUTS = {"method": "nuts", "num_samples": 300, "num_warmup": 300, "num_chains": 4
 
 def moved_back(idata, a: float, b) -> object:
     """A fit of ``a·X + b`` with its draws moved back to X's units: ``(μ − b)/a``, ``σ/a``."""
-    back = idata.copy()
+    back = arviz_compat.copy(idata)
     post = back.posterior
     post["means"] = (post["means"].astype(np.float64) - np.asarray(b, np.float64)) / a
     post["sigma"] = post["sigma"].astype(np.float64) / a

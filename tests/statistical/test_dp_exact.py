@@ -12,11 +12,11 @@ floored at the i.i.d. standard error of the exact probability, for states a chai
 import itertools
 import math
 
-import arviz as az
 import numpy as np
 import pytest
 import torch
 
+from kmeans_limit.inference import arviz_compat
 from kmeans_limit.inference.dp_kernels import stick_log_marginal
 from kmeans_limit.inference.dp_posterior import fit_dp_posterior
 from kmeans_limit.models import Priors
@@ -76,7 +76,7 @@ def exact_posterior(sigma=None, concentration=None, concentration_prior=None):
 
 def within_mcse(indicator: np.ndarray, exact: float, label: str):
     draws = indicator.astype(float)
-    mcse = float(az.mcse(draws)[0]) if draws.std() > 0 else 0.0
+    mcse = arviz_compat.mcse(draws.reshape(1, -1)) if draws.std() > 0 else 0.0
     floor = math.sqrt(exact * (1 - exact) / draws.size)
     error = abs(draws.mean() - exact)
     assert error <= 4 * max(mcse, floor) + 1e-12, (
@@ -106,7 +106,7 @@ def test_occupied_count_and_coclustering_equal_enumeration(options):
     # the co-clustering of each pair, from the kept labels: rebuilt from the cluster sizes is not enough,
     # so compare the matrix with the exact one within 4 of the largest pair's i.i.d. error and the
     # per-pair MCSE bound 4·sqrt(p(1 − p)/ESS) with the ESS of the occupied count
-    ess = float(az.ess(occupied.astype(float)))
+    ess = arviz_compat.ess(occupied.astype(float).reshape(1, -1))
     co = idata.coclustering.probability.values
     bound = 4 * np.sqrt(np.maximum(coclustering * (1 - coclustering), 1e-12) / min(ess, occupied.size))
     assert (np.abs(co - coclustering) <= bound + 1e-9).all(), np.abs(co - coclustering).max()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kmeans_limit.inference import compare_k, compare_posteriors, fit_posterior, tempered_path
+from kmeans_limit.inference import arviz_compat, compare_k, compare_posteriors, fit_posterior, tempered_path
 from kmeans_limit.inference.compare import kmeans_reference
 
 QUICK = {"progress": False, "num_samples": 150, "num_warmup": 50, "num_chains": 2}
@@ -37,7 +37,7 @@ def test_compare_posteriors_table(two_fits):
 
 def test_a_fit_compared_with_itself_and_with_a_permuted_copy(two_fits):
     fit = two_fits[0]
-    permuted = fit.copy()
+    permuted = arviz_compat.copy(fit)
     permuted.posterior["means"] = (
         permuted.posterior["means"].isel(cluster=[2, 0, 1]).assign_coords(cluster=[0, 1, 2])
     )
