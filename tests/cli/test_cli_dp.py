@@ -3,7 +3,6 @@
 import json
 import warnings
 
-import arviz as az
 import numpy as np
 import pytest
 import torch
@@ -11,6 +10,7 @@ from PIL import Image
 
 from kmeans_limit._dp_jobs import DP_POSTERIOR_FILES, hull_table, write_dp_posterior
 from kmeans_limit._jobs import Data, plan_outputs
+from kmeans_limit.inference import arviz_compat
 from kmeans_limit.inference.anneal_penalty import penalty_hull
 from kmeans_limit.inference.dp_posterior import TruncationWarning, fit_dp_posterior, occupied_summary
 from kmeans_limit.io import load_point_fit
@@ -69,7 +69,7 @@ def test_posterior_dp_prints_the_count_and_writes_netcdf_and_the_plot(blobs_csv,
     assert "DP posterior (blocked gibbs, truncated at 12 components" in result.stdout
     assert "number of occupied clusters:" in result.stdout and "mean 0 left" in result.stdout
     assert "with the modal K = 3" in result.stdout
-    idata = az.from_netcdf(out / "posterior.nc")
+    idata = arviz_compat.from_netcdf(out / "posterior.nc")
     assert {"posterior", "occupied_components", "coclustering", "sample_stats"} <= set(idata.groups())
     assert "log_likelihood" not in idata.groups()  # --no-log-likelihood
     counts = idata.posterior["n_occupied"].values
@@ -101,7 +101,7 @@ def test_the_dp_posterior_round_trips_through_netcdf(tmp_path):
     data = Data(X, ("a", "b"), None, "test")
     paths = plan_outputs(tmp_path, DP_POSTERIOR_FILES, force=False)
     write_dp_posterior(idata, data, paths, force=False)
-    back = az.from_netcdf(paths["posterior.nc"])
+    back = arviz_compat.from_netcdf(paths["posterior.nc"])
     assert back.groups() == idata.groups()
     for group in idata.groups():
         written, read = getattr(idata, group), getattr(back, group)
