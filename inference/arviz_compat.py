@@ -25,6 +25,7 @@ __all__ = [
     "ARVIZ_1",
     "compare",
     "copy",
+    "drop_group",
     "ess",
     "from_dict",
     "from_netcdf",
@@ -115,6 +116,16 @@ def group(idata, name: str) -> xr.Dataset:
     if not has_group(idata, name):
         raise ValueError(f"the posterior has no group {name!r}; it has {list(group_names(idata))}")
     return idata[name].to_dataset() if ARVIZ_1 else idata[name]
+
+
+def drop_group(idata, name: str) -> None:
+    """Remove the group ``name`` from ``idata``, in place (nothing when it has none)."""
+    if not has_group(idata, name):
+        return
+    if ARVIZ_1:
+        del idata[name]
+    else:
+        delattr(idata, name)  # InferenceData.__delattr__ drops the group from its list as well
 
 
 def update_attrs(idata, attrs: dict, groups=None) -> None:

@@ -198,7 +198,9 @@ def run_dp_posterior(
         progress=progress.enabled,
     )
     if not keep:
-        del idata.log_likelihood
+        from .inference.arviz_compat import drop_group
+
+        drop_group(idata, "log_likelihood")
     # fit_dp_posterior hands its attrs to az.from_dict, which does not store them: record the run here
     # (only what is missing), so that the summary and posterior.nc say how the draws were made
     run = dict(method="dp-gibbs", seed=seed, max_clusters=max_clusters, concentration="fixed 1.0")

@@ -90,6 +90,10 @@ def test_groups_copies_and_attrs():
     assert isinstance(arviz_compat.group(idata, "posterior"), xr.Dataset)
     with pytest.raises(ValueError, match="no group 'log_likelihood'"):
         arviz_compat.group(idata, "log_likelihood")
+    arviz_compat.drop_group(copy, "extra")
+    arviz_compat.drop_group(copy, "never_there")  # nothing to drop: no error
+    assert arviz_compat.group_names(copy) == ("posterior", "observed_data")
+    assert arviz_compat.group_names(idata) == ("posterior", "observed_data")
 
 
 def test_statistics_agree_with_their_definitions():
