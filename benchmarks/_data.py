@@ -19,6 +19,7 @@ from kmeans_limit.datasets import SIPU_SETS, load_sipu
 
 __all__ = [
     "PACKAGED",
+    "BLOBS",
     "SIPU",
     "SKLEARN",
     "Dataset",
@@ -34,6 +35,9 @@ __all__ = [
 
 SKLEARN = ("iris", "wine", "breast_cancer", "digits")
 SIPU = ("s1", "s2", "s3", "s4", "a1", "a2", "a3", "unbalance", "r15", "d31", "birch1")
+#: Gaussian blobs the benchmarks make (``make_blobs``, seed 0): N = 1024 rows around K = 16 centres
+#: in 64 and 256 dimensions, where the distance products dominate.
+BLOBS = {"blobs64": (1024, 64, 16), "blobs256": (1024, 256, 16)}
 #: The SIPU sets that ship with the package: no files outside the repository are needed for them.
 PACKAGED = tuple(name for name in SIPU if name in SIPU_SETS)
 
@@ -73,7 +77,12 @@ def standardize(X: np.ndarray) -> np.ndarray:
 def available(name: str) -> bool:
     """Whether the data set can be loaded here: bundled (scikit-learn's, or in the package) or found
     under :func:`data_dir`."""
-    return name in SKLEARN or name in PACKAGED or (data_dir() / "sipu" / f"{name}.data.gz").exists()
+    return (
+        name in SKLEARN
+        or name in BLOBS
+        or name in PACKAGED
+        or (data_dir() / "sipu" / f"{name}.data.gz").exists()
+    )
 
 
 def _load_sipu(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +97,12 @@ def _load_sipu(name: str) -> tuple[np.ndarray, np.ndarray]:
     return X, labels
 
 
+def _make_blobs(n_samples: int, n_features: int, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_blobs
+
+    return make_blobs(n_samples, n_features, centers=n_clusters, random_state=0)
+
+
 def _load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
     from sklearn import datasets
 
@@ -96,13 +111,15 @@ def _load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(name: str) -> Dataset:
-    """One data set by name (one of ``SKLEARN`` or ``SIPU``), standardized."""
+    """One data set by name (one of ``SKLEARN``, ``SIPU`` or ``BLOBS``), standardized."""
     if name in SKLEARN:
         X, labels = _load_sklearn(name)
+    elif name in BLOBS:
+        X, labels = _make_blobs(*BLOBS[name])
     elif name in SIPU:
         X, labels = _load_sipu(name)
     else:
-        raise ValueError(f"unknown data set {name!r}; choose one of {SKLEARN + SIPU}")
+        raise ValueError(f"unknown data set {name!r}; choose one of {SKLEARN + SIPU + tuple(BLOBS)}")
     _, labels = np.unique(labels, return_inverse=True)
     return Dataset(name, standardize(X), labels, int(labels.max()) + 1)
 

@@ -186,6 +186,11 @@ class Annealer:
             x = self.X[rows[chunk]]
             gamma[chunk] = log_responsibilities(x, self.means, self.log_weights, self.sigma)[0][:, k].exp()
         u = self.weight[rows] * gamma
+        # Rows that hold less than eps of the cluster's weight between them change C_k by less than
+        # rounding: leaving them out leaves about the cluster's own rows (a Gram matrix when few).
+        total = self.comm.total(u.sum().item())
+        keep = u > torch.finfo(u.dtype).eps * total / max(self.comm.total(rows.numel()), 1)
+        rows, u = rows[keep], u[keep]
         return math.sqrt(covariance_top_eigenvalue(self.X, u, self.comm, index=rows))
 
     def split_locally(self, k: int) -> None:

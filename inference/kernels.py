@@ -230,6 +230,31 @@ class _Tempered(NamedTuple):
     log_density: torch.Tensor  # (n_rows,) log p(x_n)
 
 
+class NegligibleLogit(NamedTuple):
+    """Where :func:`_tempered` sets a responsibility to 0: ``exp(logit) ≤ value``, with ``logit = log(value)``."""
+
+    logit: float
+    value: float
+
+
+@functools.cache
+def negligible_logit(dtype: torch.dtype) -> NegligibleLogit:
+    """The logit (shifted so that each row's largest is 0) below which a responsibility counts as 0.
+
+    ``exp(logit) ≤ tiny/eps`` of ``dtype`` (about 1e-31 in float32, 1e-292 in float64): a row's
+    unnormalised responsibilities sum to at least 1, so such a term is below the rounding of every
+    sum it enters, by a factor ``tiny``. Computing it exactly costs much: ``exp`` of an argument far
+    below its range (f32 < −87, f64 < −708) takes a slow path, and its subnormal results make every
+    later product with them (the BLAS call of the M-step sums) 10-100x slower (both measured here, on
+    a 20000 × 16 chunk at low σ: 33 ms and 46 ms against 0.5 ms). So the logits are clamped at this
+    floor before ``exp``, and what comes out at (or within rounding above) the floor is set to 0.
+    """
+    info = torch.finfo(dtype)
+    logit = math.log(info.tiny / info.eps)
+    # exp of a rounded logit errs by about |logit| ulps: the value is above every result it can give.
+    return NegligibleLogit(logit, math.exp(logit) * (1.0 + 8.0 * abs(logit) * info.eps))
+
+
 def _tempered(
     X: torch.Tensor,
     means: torch.Tensor,
@@ -242,14 +267,16 @@ def _tempered(
     With ``t_nk = x_n·μ_k − ‖μ_k‖²/2 + σ² log π_k`` (the bias of one fused product),
     ``log π_k − β d2_nk = 2β t_nk − β‖x_n‖²``, so the logits shifted by their row maximum are
     ``2β (t_nk − max_j t_nj)``: no distance matrix, no second maximum, instead of the ~20 passes of
-    the textbook expression.
+    the textbook expression. Unnormalised responsibilities ``exp(logit) ≤ tiny/eps`` of the dtype
+    are 0 (:func:`negligible_logit`).
     """
     beta = 1.0 / (2.0 * sigma * sigma)
     bias = (means * means).sum(-1).mul_(-0.5).add_(log_weights * (sigma * sigma))
     t = torch.addmm(bias, X, means.T)
     t_max = t.amax(-1, keepdim=True)
     logits = t.sub_(t_max).mul_(2.0 * beta)
-    gamma = torch.exp(logits)
+    floor = negligible_logit(X.dtype)
+    gamma = torch.nn.functional.threshold_(logits.clamp_min(floor.logit).exp_(), floor.value, 0.0)
     ones = X.new_ones(means.shape[0])
     total = torch.mv(gamma, ones)[:, None]  # a row sum: faster than .sum(-1) over a short axis on CPU
     gamma.div_(total)

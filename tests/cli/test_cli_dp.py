@@ -70,7 +70,9 @@ def test_posterior_dp_prints_the_count_and_writes_netcdf_and_the_plot(blobs_csv,
     assert "number of occupied clusters:" in result.stdout and "mean 0 left" in result.stdout
     assert "with the modal K = 3" in result.stdout
     idata = arviz_compat.from_netcdf(out / "posterior.nc")
-    assert {"posterior", "occupied_components", "coclustering", "sample_stats"} <= set(arviz_compat.group_names(idata))
+    assert {"posterior", "occupied_components", "coclustering", "sample_stats"} <= set(
+        arviz_compat.group_names(idata)
+    )
     assert "log_likelihood" not in arviz_compat.group_names(idata)  # --no-log-likelihood
     counts = idata.posterior["n_occupied"].values
     assert counts.shape == (2, 60) and (counts >= 1).all() and (counts <= 12).all()

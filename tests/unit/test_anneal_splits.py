@@ -16,6 +16,7 @@ from sklearn.datasets import make_blobs
 
 from kmeans_limit.datasets import load_sipu
 from kmeans_limit.inference import anneal
+from kmeans_limit.inference._comm import LOCAL as LOCAL_COMM
 
 
 def top_eigenvalue(X: torch.Tensor, u: torch.Tensor | None = None) -> float:
@@ -133,3 +134,33 @@ def test_splits_in_the_hard_limit_are_at_sigma_zero():
     assert (split.diff() <= 0).all()
     assert (split == 0).any() and (split[split > 0] >= 0.5 * sigma_c).all()
     assert (critical > 0).all() and (critical[split == 0] < sigma_c).all()
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "n_features", "indexed"), [(20, 50, False), (20, 50, True), (300, 64, True), (40, 8, False)]
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_principal_axis_equals_the_covariance_eigenpair(n_rows, n_features, indexed, dtype):
+    """Every route (the n × n Gram matrix for few rows, LAPACK's top pair for large D, the full
+    decomposition for small D) gives the top eigenpair of the weighted covariance itself."""
+    from kmeans_limit.inference._split import _Cell, _principal_axis, covariance_top_eigenvalue
+
+    generator = torch.Generator().manual_seed(n_rows + n_features)
+    scales = torch.linspace(3.0, 0.5, n_features, dtype=torch.float64)  # a clear top direction
+    X = torch.randn(n_rows + 7, n_features, generator=generator, dtype=torch.float64) * scales + 100.0
+    index = torch.randperm(n_rows + 7, generator=generator)[:n_rows] if indexed else None
+    rows = X if index is None else X[index]
+    u = torch.rand(rows.shape[0], generator=generator, dtype=torch.float64) + 0.1
+    mean = (u @ rows) / u.sum()
+    cov = ((rows - mean) * u[:, None]).T @ (rows - mean) / u.sum()
+    values, vectors = torch.linalg.eigh(cov)
+    expected = vectors[:, -1] * vectors[:, -1][vectors[:, -1].abs().argmax()].sign()
+    cell = _Cell(X.to(dtype), index)
+    lam, axis = _principal_axis(cell, u.to(dtype), mean.to(dtype), u.sum().item(), LOCAL_COMM)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    assert lam == pytest.approx(values[-1].item(), rel=tol)
+    assert torch.allclose(axis.double(), expected, atol=50 * tol)
+    assert axis.dtype == dtype and axis.shape == (n_features,)
+    top = covariance_top_eigenvalue(X.to(dtype), u.to(dtype), index=index if indexed else None)
+    if not indexed:
+        assert top == pytest.approx(values[-1].item(), rel=tol)

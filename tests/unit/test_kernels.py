@@ -144,6 +144,38 @@ def test_hard_sufficient_stats_are_lloyd_statistics(problem):
     assert stats.entropy == 0.0 and stats.log_likelihood == -math.inf
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("below", [0.25, 0.6])
+def test_responsibilities_below_the_negligible_floor_are_zero_and_change_no_sum(problem, dtype, below):
+    """At low σ many logits fall below the floor: those responsibilities are exactly 0 (never
+    subnormal), and the rest and every statistic agree with the textbook sums taken in float64."""
+    from kmeans_limit.inference.kernels import _tempered, negligible_logit
+
+    X, means, weights, sample_weight = problem
+    floor = negligible_logit(dtype)
+    d2 = ((X[:, None, :] - means[None]) ** 2).sum(-1)
+    gap = (d2 - d2.amin(-1, keepdim=True)) / 2.0  # −(shifted logit)·σ², up to the weights
+    sigma = math.sqrt(gap[gap > 0].quantile(1.0 - below).item() / -floor.logit)  # `below` of them under
+    log_gamma, log_density = dense_responsibilities(X, means, weights, sigma)
+    shifted = log_gamma - log_gamma.amax(-1, keepdim=True)
+    cast = lambda t: t.to(dtype)  # noqa: E731
+    x, m, lw, sw = cast(X), cast(means), cast(weights.log()), cast(sample_weight)
+    gamma = _tempered(x, m, lw, sigma).gamma
+    under = shifted < floor.logit - 1.0
+    assert under.float().mean() > below / 2  # the floor is met
+    assert (gamma[under] == 0).all() and not ((gamma > 0) & (gamma < torch.finfo(dtype).tiny)).any()
+    # Rounding of the logits: about 2β · max ‖x‖² · eps (the expansion's cancellation), in log space.
+    slack = 8.0 * (X * X).sum(-1).max().item() / sigma**2 * torch.finfo(dtype).eps
+    kept = shifted > floor.logit + 1.0 + slack
+    assert torch.allclose(gamma[kept].double().log(), log_gamma[kept], rtol=0.0, atol=slack + 1e-12)
+    stats = sufficient_stats(x, m, lw, sigma, sample_weight=sw)
+    w = sample_weight[:, None] * log_gamma.exp()
+    rtol = max(slack, 1e-10)
+    assert torch.allclose(stats.counts.double(), w.sum(0), rtol=rtol, atol=1e-12)
+    assert torch.allclose(stats.sums.double(), w.T @ X, rtol=rtol, atol=1e-9)
+    assert stats.log_likelihood == pytest.approx((sample_weight * log_density).sum().item(), rel=rtol)
+
+
 def test_float32_kernels_stay_finite_at_tiny_sigma(problem):
     X, means, weights, _ = problem
     X32, means32, log_w32 = X.float(), means.float(), weights.log().float()
