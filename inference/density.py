@@ -13,7 +13,8 @@ import math
 import torch
 
 from ..models import Priors, prior_mean
-from .kernels import batched_log_responsibilities, chunk_entries, chunk_rows
+from .batched import batched_log_responsibilities
+from .kernels import chunk_entries, chunk_rows
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
+from .batched import batched_log_responsibilities
+from .kernels import CHUNK_ENTRIES, chunk_rows
 
 __all__ = ["draw_allocations", "ecr", "ecr_iterative", "ecr_permutations", "relabel_allocations"]
 

@@ -21,9 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import Priors, prior_mean
+from .batched import batched_mixture_logits
 from .idata import PosteriorDraws
 from .init import kmeans_plusplus
-from .kernels import batched_mixture_logits, chunk_entries, chunk_rows, nearest_centroid, row_sq_norms
+from .kernels import chunk_entries, chunk_rows, nearest_centroid, row_sq_norms
 from .validation import make_generator
 
 __all__ = [

@@ -10,10 +10,10 @@ import torch
 import xarray as xr
 
 from . import arviz_compat
+from .batched import batched_log_responsibilities
 from .density import total_log_likelihood
 from .exact import ExactPosterior
 from .idata import posterior_tensors
-from .kernels import batched_log_responsibilities
 
 __all__ = ["compare_to_reference", "reference_quantities"]
 

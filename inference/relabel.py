@@ -17,10 +17,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from . import arviz_compat
+from .batched import batched_log_responsibilities
 from .data import prepare_data
 from .ecr import ecr_permutations
 from .idata import posterior_tensors
-from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
+from .kernels import CHUNK_ENTRIES, chunk_rows
 from .validation import check_means, check_positive_int
 
 __all__ = [

@@ -8,9 +8,10 @@ import torch
 import xarray as xr
 
 from . import arviz_compat
+from .batched import batched_log_responsibilities
 from .data import prepare_data
 from .idata import posterior_tensors
-from .kernels import CHUNK_ENTRIES, batched_log_responsibilities, chunk_rows
+from .kernels import CHUNK_ENTRIES, chunk_rows
 from .validation import as_data, check_positive_int
 
 __all__ = [
