@@ -22,8 +22,8 @@ from .kernels import threadpools
 
 __all__ = ["assign", "assign_and_sum", "labelled_sq_distances"]
 
-#: Up to this many features the distances are computed in the loop itself, one row at a time: a
-#: BLAS call on a (rows × D) chunk with so few columns costs more than it saves.
+#: Up to this many features the distances are computed in the loop itself (:func:`_nearest_lanes`):
+#: a BLAS call on a (rows × D) chunk with so few columns costs more than it saves.
 DIRECT_FEATURES = 4
 #: A block of rows holds at least this many row × cluster × feature products, so that a thread is
 #: only started for work that outweighs handing it over (about a millisecond of it).
@@ -35,6 +35,14 @@ CHUNK_BYTES = 1 << 19
 #: From this many clusters the nearest centroid is sought along four chains (see ``_first_min``);
 #: below, one chain was as fast.
 CHAIN_CLUSTERS = 128
+#: Up to ``DIRECT_FEATURES`` features a block of ``LANE_ROWS`` rows is compared with each centroid
+#: in turn, the rows in SIMD lanes (:func:`_nearest_lanes`), the products summed in the loop in the
+#: order the bounded steps of :mod:`._bounded` sum them. Measured here (N = 1e5, one thread, against
+#: the row-at-a-time loop it replaced): D = 2, K = 1024 float32 24 ms against 74 ms, K = 64 1.8 ms
+#: against 7.9 ms; float64 58 ms against 101 ms. (At D = 16 float32 it was still 10-15% faster than
+#: the BLAS path, but its sums are not the BLAS products that the bounded steps reproduce there.)
+#: Rows in a block of :func:`_nearest_lanes`: their scores, best scores and labels stay in L1.
+LANE_ROWS = 256
 
 
 def _compiled(**options):
@@ -112,23 +120,57 @@ def _take(scores, i, x, weight, labels, sums, counts):  # pragma: no cover
 
 
 @_compiled()
-def _nearest_direct(x, means_t, bias, weight, labels, sums, counts):  # pragma: no cover
-    """Rows of ``x`` one at a time: scores ``‖μ_k‖² − 2 x·μ_k`` (``bias`` + ``x @ means_t``), nearest kept."""
+def _nearest_lanes(x, means_t, bias, weight, labels, sums, counts):  # pragma: no cover
+    """A block of rows at a time against each centroid in turn: the rows are the SIMD lanes.
+
+    The scores ``‖μ_k‖² − 2 x·μ_k`` are ``bias`` + ``x @ means_t`` summed feature by feature (as
+    the bounded steps of :mod:`._bounded` sum them), and a row's label moves only on a strictly
+    smaller score, centroids in increasing order: the first index on ties. Rows join their
+    centroids' sums in row order.
+    """
+    n_rows, n_features = x.shape
     n_clusters = means_t.shape[1]
-    scores = np.empty(n_clusters, dtype=x.dtype)
-    for i in range(x.shape[0]):
+    block = np.empty((n_features, LANE_ROWS), dtype=x.dtype)
+    scores = np.empty(LANE_ROWS, dtype=x.dtype)
+    low = np.empty(LANE_ROWS, dtype=x.dtype)
+    best = np.empty(LANE_ROWS, dtype=np.int32)
+    for start in range(0, n_rows, LANE_ROWS):
+        stop = min(start + LANE_ROWS, n_rows)
+        for j in range(LANE_ROWS):
+            row = start + j if start + j < stop else start  # a short last block repeats a row
+            for t in range(n_features):
+                block[t, j] = x[row, t]
+            low[j] = np.inf
+            best[j] = 0
         for k in range(n_clusters):
-            scores[k] = bias[k]
-        for t in range(x.shape[1]):
-            value = x[i, t]
-            for k in range(n_clusters):
-                scores[k] += value * means_t[t, k]
-        _take(scores, i, x, weight, labels, sums, counts)
+            b = bias[k]
+            for j in range(LANE_ROWS):
+                scores[j] = b
+            for t in range(n_features):
+                c = means_t[t, k]
+                for j in range(LANE_ROWS):
+                    scores[j] += block[t, j] * c
+            for j in range(LANE_ROWS):
+                better = scores[j] < low[j]
+                low[j] = scores[j] if better else low[j]
+                best[j] = k if better else best[j]
+        for j in range(stop - start):
+            i, label = start + j, best[j]
+            labels[i] = label
+            if sums is not None:
+                if weight is None:
+                    counts[label] += 1.0
+                    for t in range(n_features):
+                        sums[label, t] += x[i, t]
+                else:
+                    counts[label] += weight[i]
+                    for t in range(n_features):
+                        sums[label, t] += weight[i] * x[i, t]
 
 
 @_compiled()
 def _nearest_blas(x, means_t, bias, weight, labels, sums, counts, chunk):  # pragma: no cover
-    """As :func:`_nearest_direct`, with the products of a chunk of rows from one BLAS call."""
+    """Rows against every centroid, the products ``x·μ_k`` of a chunk of rows from one BLAS call."""
     n_rows, n_clusters = x.shape[0], means_t.shape[1]
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
@@ -194,7 +236,7 @@ def _run(x, means, weight, labels, with_sums, n_threads):
             counts[b],
         )
         if n_features <= DIRECT_FEATURES:
-            _nearest_direct(*part)
+            _nearest_lanes(*part)
         else:
             _nearest_blas(*part, chunk)
 

@@ -159,3 +159,24 @@ def test_lloyd_with_many_clusters_equals_sklearn():
     np.testing.assert_allclose(result.means.numpy(), km.cluster_centers_, rtol=0, atol=1e-8)
     np.testing.assert_array_equal(result.labels.numpy(), km.labels_)
     assert result.n_iter == km.n_iter_
+
+
+@pytest.mark.parametrize("n_rows", [1, _fused.LANE_ROWS - 1, _fused.LANE_ROWS, _fused.LANE_ROWS + 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lanes_give_the_first_smallest_score_of_each_row_and_its_sums(n_rows, dtype):
+    """Blocks of rows in SIMD lanes: the labels of a row-by-row first-minimum over the same scores
+    (duplicated centroids make ties), and the sums of those labels, in any block length."""
+    rng = np.random.default_rng(n_rows)
+    x = rng.integers(-3, 4, size=(n_rows, 3)).astype(dtype)  # small integers: exact scores, many ties
+    means = np.repeat(rng.integers(-3, 4, size=(6, 3)).astype(dtype), 2, axis=0)
+    labels = np.full(n_rows, -1, dtype=np.int64)
+    weight = rng.random(n_rows).astype(dtype)
+    sums, counts = _fused.assign_and_sum(x, means, weight, labels)
+    scores = (means * means).sum(1)[None, :] - 2.0 * x @ means.T
+    want = np.array([next(k for k in range(12) if row[k] == row.min()) for row in scores])
+    np.testing.assert_array_equal(labels, want)
+    assert (labels % 2 == 0).all()  # of two equal centroids, the first
+    want_sums = np.zeros((12, 3))
+    np.add.at(want_sums, labels, x.astype(np.float64) * weight[:, None].astype(np.float64))
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-5)
+    np.testing.assert_allclose(counts, np.bincount(labels, weights=weight, minlength=12), rtol=1e-5)
