@@ -117,12 +117,17 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch and scikit-learn threads")
+    parser.add_argument("--d", type=int, nargs="+", default=None, help="only these D of the grid")
+    parser.add_argument("--n", type=int, nargs="+", default=None, help="only these N of the grid")
     args = parser.parse_args()
     limits = contextlib.nullcontext()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
         limits = threadpool_limits(args.threads)
-    grid = GEMM if args.gemm else QUICK if args.quick else FULL
+    grid = dict(GEMM if args.gemm else QUICK if args.quick else FULL)
+    for key in ("d", "n"):
+        if getattr(args, key) is not None:
+            grid[key] = tuple(v for v in grid[key] if v in getattr(args, key))
     with limits:
         print(f"# {machine()}")
         if faiss is None:
