@@ -3,9 +3,12 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_anneal.py --quick
-    .venv/bin/python benchmarks/bench_anneal.py --threads 1 --birch
+    .venv/bin/python benchmarks/bench_anneal.py --threads 1 --birch --large
 
-For each standardized data set: the inertia of the annealed solution over the best of scikit-learn's
+The sets: scikit-learn's iris, wine, breast cancer and digits, the SIPU sets (s1-s4, a1-a3,
+unbalance, r15, d31; birch1 with ``--birch``) and Gaussian blobs of 64 and 256 dimensions that the
+benchmark makes; ``--large`` adds N = 1e5, D = 32, K = 256 in float32 (one run), left out of the
+geometric mean. For each standardized data set: the inertia of the annealed solution over the best of scikit-learn's
 ten k-means++ restarts (below 1 is better), the centroid index CI of each against the ground-truth
 class means (Fränti, Rezaei & Zhao 2014; 0 = the right cluster structure), and the wall-time ratio
 (best of ``--repeat`` runs each). Nothing is asserted.
