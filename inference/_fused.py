@@ -35,13 +35,12 @@ CHUNK_BYTES = 1 << 19
 #: From this many clusters the nearest centroid is sought along four chains (see ``_first_min``);
 #: below, one chain was as fast.
 CHAIN_CLUSTERS = 128
-#: Up to ``DIRECT_FEATURES`` features a block of ``LANE_ROWS`` rows is compared with each centroid
-#: in turn, the rows in SIMD lanes (:func:`_nearest_lanes`), the products summed in the loop in the
-#: order the bounded steps of :mod:`._bounded` sum them. Measured here (N = 1e5, one thread, against
-#: the row-at-a-time loop it replaced): D = 2, K = 1024 float32 24 ms against 74 ms, K = 64 1.8 ms
-#: against 7.9 ms; float64 58 ms against 101 ms. (At D = 16 float32 it was still 10-15% faster than
-#: the BLAS path, but its sums are not the BLAS products that the bounded steps reproduce there.)
-#: Rows in a block of :func:`_nearest_lanes`: their scores, best scores and labels stay in L1.
+#: Rows in a block of :func:`_nearest_lanes` (the step up to ``DIRECT_FEATURES`` features): their
+#: scores, best scores and labels stay in L1 while the block meets each centroid in turn, the rows in
+#: SIMD lanes. Measured here (N = 1e5, one thread, against the row-at-a-time loop it replaced):
+#: D = 2, K = 1024 float32 24 ms against 74 ms, K = 64 1.8 ms against 7.9 ms; float64 58 ms against
+#: 101 ms. (At D = 16 float32 it was still 10-15% faster than the BLAS path, but its sums are not the
+#: BLAS products that the bounded steps of :mod:`._bounded` reproduce there.)
 LANE_ROWS = 256
 
 
