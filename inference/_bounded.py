@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from . import _fused
-from ._fused import DIRECT_FEATURES, _blocks, _compiled, _first_min, _pool
+from ._fused import DIRECT_FEATURES, _blocks, _compiled, _first_min, _pool, add_rows, direct_scores
 from .kernels import threadpools
 
 __all__ = ["elkan_step", "hamerly_step", "row_sq_norms"]
@@ -84,12 +84,7 @@ def _scores(x, i, means_t, bias, direct, scores, product, r):  # pragma: no cove
     """Row i's scores into ``scores``: the plain step's own loop (``direct``) or row r of ``product``."""
     n_clusters = means_t.shape[1]
     if direct:
-        for k in range(n_clusters):
-            scores[k] = bias[k]
-        for t in range(x.shape[1]):
-            value = x[i, t]
-            for k in range(n_clusters):
-                scores[k] += value * means_t[t, k]
+        direct_scores(x, i, means_t, bias, scores)
     else:
         for k in range(n_clusters):
             scores[k] = product[r, k] + bias[k]
@@ -107,23 +102,6 @@ def _resolve(x, start, stop, pending, m, means_t, bias, direct, buffer):  # prag
         for t in range(x.shape[1]):
             buffer[r, t] = x[pending[r], t]
     return np.dot(buffer[:m], means_t)
-
-
-@_compiled(inline="always")
-def _add_rows(x, start, stop, weight, labels, sums, counts):  # pragma: no cover
-    """Rows start..stop join their centroids' sums, in row order, as :func:`._fused._take` adds them."""
-    if sums is None:
-        return
-    for i in range(start, stop):
-        best = labels[i]
-        if weight is None:
-            counts[best] += 1.0
-            for t in range(x.shape[1]):
-                sums[best, t] += x[i, t]
-        else:
-            counts[best] += weight[i]
-            for t in range(x.shape[1]):
-                sums[best, t] += weight[i] * x[i, t]
 
 
 @_compiled()
@@ -171,7 +149,7 @@ def _hamerly(
             e = coef * (math.sqrt(xsq[i]) + radius) ** 2
             value = np.float64(second) + xsq[i] - e
             lower[i] = math.sqrt(value) * down if value > 0.0 else 0.0
-        _add_rows(x, start, stop, weight, labels, sums, counts)
+        add_rows(x, start, stop, weight, labels, sums, counts)
     return changes
 
 
@@ -248,7 +226,7 @@ def _elkan(
             for k in range(n_clusters):
                 value = np.float64(scores[k]) + xsq[i] - e
                 lower[i, k] = math.sqrt(value) * down * _DOWN32 if value > 0.0 else 0.0
-        _add_rows(x, start, stop, weight, labels, sums, counts)
+        add_rows(x, start, stop, weight, labels, sums, counts)
     return changes
 
 

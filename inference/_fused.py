@@ -17,14 +17,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba.extending import intrinsic
 
 from .kernels import threadpools
 
-__all__ = ["assign", "assign_and_sum", "labelled_sq_distances"]
+__all__ = [
+    "add_rows",
+    "assign",
+    "assign_and_sum",
+    "direct_scores",
+    "labelled_sq_distances",
+    "lane_width",
+    "lanes_kernel",
+]
 
-#: Up to this many features the distances are computed in the loop itself (:func:`_nearest_lanes`):
-#: a BLAS call on a (rows × D) chunk with so few columns costs more than it saves.
-DIRECT_FEATURES = 4
+#: Up to this many features the distances are computed in the loop itself (:func:`lanes_kernel`):
+#: at so few columns a BLAS product of a (rows × D) chunk runs far below its peak (measured 11-23
+#: GFLOP/s at D = 16) and writes a (rows × K) block that the loop must read again.
+DIRECT_FEATURES = 16
 #: A block of rows holds at least this many row × cluster × feature products, so that a thread is
 #: only started for work that outweighs handing it over (about a millisecond of it).
 MIN_BLOCK_WORK = 1 << 21
@@ -35,13 +45,12 @@ CHUNK_BYTES = 1 << 19
 #: From this many clusters the nearest centroid is sought along four chains (see ``_first_min``);
 #: below, one chain was as fast.
 CHAIN_CLUSTERS = 128
-#: Rows in a block of :func:`_nearest_lanes` (the step up to ``DIRECT_FEATURES`` features): their
-#: scores, best scores and labels stay in L1 while the block meets each centroid in turn, the rows in
-#: SIMD lanes. Measured here (N = 1e5, one thread, against the row-at-a-time loop it replaced):
-#: D = 2, K = 1024 float32 24 ms against 74 ms, K = 64 1.8 ms against 7.9 ms; float64 58 ms against
-#: 101 ms. (At D = 16 float32 it was still 10-15% faster than the BLAS path, but its sums are not the
-#: BLAS products that the bounded steps of :mod:`._bounded` reproduce there.)
+#: Rows in a block of :func:`lanes_kernel`: their best scores and labels stay in L1 while the block
+#: meets the centroids, the rows in SIMD lanes.
 LANE_ROWS = 256
+#: Centroids met together by a block of rows in :func:`lanes_kernel`: four independent chains of
+#: multiply-adds per lane hide the latency of each (one chain measured 1.2-1.5x slower at D = 8-16).
+LANE_CLUSTERS = 4
 
 
 def _compiled(**options):
@@ -55,6 +64,56 @@ def _compiled(**options):
             return numba.njit(nogil=True, **options)(function)
 
     return decorate
+
+
+@intrinsic
+def fused_multiply_add(typingctx, a, b, c):  # pragma: no cover
+    """``a · b + c`` rounded once (LLVM's ``fma``), in the type of ``c``; a compiled-code intrinsic.
+
+    Written out, ``a * b + c`` may or may not be fused by the compiler's back end, depending on
+    the code around it (it fuses a product into a following addition in the same basic block, and
+    vectorised and scalar copies of one loop differ in that): two kernels meant to give the same
+    score could then differ in the last bit. An explicit fused multiply-add is the same number in
+    every kernel, scalar or SIMD.
+    """
+    if not all(isinstance(t, numba.types.Float) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        a_value, b_value, c_value = (
+            context.cast(builder, value, type_, c) for value, type_ in zip(args, signature.args, strict=True)
+        )
+        return builder.fma(a_value, b_value, c_value)
+
+    return c(a, b, c), codegen
+
+
+#: The function attribute that lets LLVM vectorise a kernel with the widest registers the CPU has.
+#: LLVM's tuning for recent x86 server CPUs (Skylake-SP to Sapphire Rapids) prefers 256-bit vectors
+#: even where AVX-512 is there; with 512-bit ones :func:`lanes_kernel` measured 1.2-1.45x faster
+#: here (N = 1e5, D = 8-16, K = 256-1024, float32). Where the CPU has no 512-bit registers the
+#: preference is capped at those it has; the numbers computed are the same either way (each lane
+#: runs the same chain of fused multiply-adds).
+WIDE_VECTORS = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):  # pragma: no cover
+    """Mark the compiled function that calls this with ``WIDE_VECTORS`` (a compile-time no-op call).
+
+    llvmlite's ``FunctionAttributes`` (a set of the attributes it prints) accepts only LLVM's
+    keyword attributes by name, so the string attribute is added to the set directly; where a
+    later llvmlite's attributes are no set, nothing is added and LLVM's default width is used
+    (slower, not different).
+    """
+
+    def codegen(context, builder, signature, args):
+        attributes = builder.function.attributes
+        if isinstance(attributes, set):  # llvmlite's AttributeSet: printed item by item
+            set.add(attributes, WIDE_VECTORS)
+        return context.get_dummy_value()
+
+    return numba.types.none(), codegen
 
 
 @_compiled(inline="always")
@@ -98,16 +157,18 @@ def _first_min(scores):  # pragma: no cover
     return best
 
 
-@_compiled(inline="always")
-def _take(scores, i, x, weight, labels, sums, counts):  # pragma: no cover
-    """Row i's label, the first index of the smallest score; then the row joins its centroid's sum.
+@_compiled()
+def add_rows(x, start, stop, weight, labels, sums, counts):  # pragma: no cover
+    """Rows start..stop join their labels' sums in row order, each weighted term one fused
+    multiply-add: the same numbers whichever step (plain or bounded) labelled the rows.
 
-    ``sums`` None: labels only. ``weight`` None: weight 1. numba compiles each case apart (a
+    ``sums`` None: nothing to add. ``weight`` None: weight 1. numba compiles each case apart (a
     branch on ``is None`` of an argument is pruned), so neither costs a test per row.
     """
-    best = _first_min(scores)
-    labels[i] = best
-    if sums is not None:
+    if sums is None:
+        return
+    for i in range(start, stop):
+        best = labels[i]
         if weight is None:
             counts[best] += 1.0
             for t in range(x.shape[1]):
@@ -115,56 +176,95 @@ def _take(scores, i, x, weight, labels, sums, counts):  # pragma: no cover
         else:
             counts[best] += weight[i]
             for t in range(x.shape[1]):
-                sums[best, t] += weight[i] * x[i, t]
+                sums[best, t] = fused_multiply_add(weight[i], x[i, t], sums[best, t])
+
+
+#: The feature counts :func:`lanes_kernel` is compiled for: D features take the first width at
+#: least D, the others being zeros (adding ``0 · 0`` leaves a score as it is). Four variants, not
+#: one per D: each takes numba 1-2 s to compile, for every dtype and with or without weights and sums.
+LANE_WIDTHS = (2, 4, 8, 16)
+
+
+def lane_width(n_features: int) -> int:
+    """The width of :func:`lanes_kernel` that holds ``n_features`` (at most ``DIRECT_FEATURES``)."""
+    return next(width for width in LANE_WIDTHS if width >= n_features)
+
+
+@functools.cache
+def lanes_kernel(width: int):
+    """The Lloyd step up to ``DIRECT_FEATURES`` features, compiled for ``width`` of them.
+
+    The kernel ``(x, means_t, bias, weight, labels, sums, counts)`` takes a block of
+    ``LANE_ROWS`` rows at a time against ``LANE_CLUSTERS`` centroids at a time, the rows in SIMD
+    lanes. ``means_t`` has ``width`` rows, those past ``x``'s features zero. Each score
+    ``‖μ_k‖² − 2 x·μ_k`` is ``bias[k]`` plus the products with ``means_t[:, k]`` added feature by
+    feature, each a fused multiply-add (:func:`fused_multiply_add`), as :func:`direct_scores` adds
+    them (the zero features add exact zeros); a row's label moves only on a strictly smaller
+    score, centroids in increasing order: the first index on ties. Rows join their centroids' sums
+    in row order. ``width`` is a constant of the compiled loop, which unrolls it (a loop over a
+    number only known at run time is not vectorised over rows).
+    """
+    n_lanes, group, n_features = LANE_ROWS, LANE_CLUSTERS, width
+
+    @_compiled()
+    def kernel(x, means_t, bias, weight, labels, sums, counts):  # pragma: no cover
+        prefer_wide_vectors()
+        n_rows, n_clusters = x.shape[0], means_t.shape[1]
+        block = np.empty((n_features, n_lanes), dtype=x.dtype)
+        low = np.empty(n_lanes, dtype=x.dtype)
+        best = np.empty(n_lanes, dtype=np.int32)
+        grouped = n_clusters - n_clusters % group
+        block[x.shape[1] :] = 0.0
+        for start in range(0, n_rows, n_lanes):
+            stop = min(start + n_lanes, n_rows)
+            for j in range(n_lanes):
+                row = start + j if start + j < stop else start  # a short last block repeats a row
+                for t in range(x.shape[1]):
+                    block[t, j] = x[row, t]
+                low[j] = np.inf
+                best[j] = 0
+            for k in range(0, grouped, group):
+                for j in range(n_lanes):
+                    s0, s1, s2, s3 = bias[k], bias[k + 1], bias[k + 2], bias[k + 3]
+                    for t in range(n_features):
+                        value = block[t, j]
+                        s0 = fused_multiply_add(value, means_t[t, k], s0)
+                        s1 = fused_multiply_add(value, means_t[t, k + 1], s1)
+                        s2 = fused_multiply_add(value, means_t[t, k + 2], s2)
+                        s3 = fused_multiply_add(value, means_t[t, k + 3], s3)
+                    lowest, label = low[j], best[j]
+                    if s0 < lowest:
+                        lowest, label = s0, k
+                    if s1 < lowest:
+                        lowest, label = s1, k + 1
+                    if s2 < lowest:
+                        lowest, label = s2, k + 2
+                    if s3 < lowest:
+                        lowest, label = s3, k + 3
+                    low[j], best[j] = lowest, label
+            for k in range(grouped, n_clusters):
+                for j in range(n_lanes):
+                    score = bias[k]
+                    for t in range(n_features):
+                        score = fused_multiply_add(block[t, j], means_t[t, k], score)
+                    if score < low[j]:
+                        low[j], best[j] = score, k
+            for j in range(stop - start):
+                labels[start + j] = best[j]
+            add_rows(x, start, stop, weight, labels, sums, counts)
+
+    return kernel
 
 
 @_compiled()
-def _nearest_lanes(x, means_t, bias, weight, labels, sums, counts):  # pragma: no cover
-    """A block of rows at a time against each centroid in turn: the rows are the SIMD lanes.
-
-    The scores ``‖μ_k‖² − 2 x·μ_k`` are ``bias`` + ``x @ means_t`` summed feature by feature (as
-    the bounded steps of :mod:`._bounded` sum them), and a row's label moves only on a strictly
-    smaller score, centroids in increasing order: the first index on ties. Rows join their
-    centroids' sums in row order.
-    """
-    n_rows, n_features = x.shape
-    n_clusters = means_t.shape[1]
-    block = np.empty((n_features, LANE_ROWS), dtype=x.dtype)
-    scores = np.empty(LANE_ROWS, dtype=x.dtype)
-    low = np.empty(LANE_ROWS, dtype=x.dtype)
-    best = np.empty(LANE_ROWS, dtype=np.int32)
-    for start in range(0, n_rows, LANE_ROWS):
-        stop = min(start + LANE_ROWS, n_rows)
-        for j in range(LANE_ROWS):
-            row = start + j if start + j < stop else start  # a short last block repeats a row
-            for t in range(n_features):
-                block[t, j] = x[row, t]
-            low[j] = np.inf
-            best[j] = 0
-        for k in range(n_clusters):
-            b = bias[k]
-            for j in range(LANE_ROWS):
-                scores[j] = b
-            for t in range(n_features):
-                c = means_t[t, k]
-                for j in range(LANE_ROWS):
-                    scores[j] += block[t, j] * c
-            for j in range(LANE_ROWS):
-                better = scores[j] < low[j]
-                low[j] = scores[j] if better else low[j]
-                best[j] = k if better else best[j]
-        for j in range(stop - start):
-            i, label = start + j, best[j]
-            labels[i] = label
-            if sums is not None:
-                if weight is None:
-                    counts[label] += 1.0
-                    for t in range(n_features):
-                        sums[label, t] += x[i, t]
-                else:
-                    counts[label] += weight[i]
-                    for t in range(n_features):
-                        sums[label, t] += weight[i] * x[i, t]
+def direct_scores(x, i, means_t, bias, scores):  # pragma: no cover
+    """Row i's scores into ``scores``, summed as :func:`lanes_kernel` sums them (one row at a time)."""
+    for k in range(means_t.shape[1]):
+        scores[k] = bias[k]
+    for t in range(x.shape[1]):
+        value = x[i, t]
+        for k in range(means_t.shape[1]):
+            scores[k] = fused_multiply_add(value, means_t[t, k], scores[k])
 
 
 @_compiled()
@@ -177,7 +277,8 @@ def _nearest_blas(x, means_t, bias, weight, labels, sums, counts, chunk):  # pra
         for r in range(stop - start):
             for k in range(n_clusters):
                 scores[r, k] += bias[k]
-            _take(scores[r], start + r, x, weight, labels, sums, counts)
+            labels[start + r] = _first_min(scores[r])
+        add_rows(x, start, stop, weight, labels, sums, counts)
 
 
 @_compiled()
@@ -216,7 +317,9 @@ def _run(x, means, weight, labels, with_sums, n_threads):
     """Labels into ``labels``; the per-cluster ``(sums, counts)`` of the blocks added up (zeros
     without ``with_sums``)."""
     n_clusters, n_features = means.shape
-    means_t = np.ascontiguousarray(-2.0 * means.T)
+    lanes = n_features <= DIRECT_FEATURES
+    means_t = np.zeros((lane_width(n_features) if lanes else n_features, n_clusters), dtype=means.dtype)
+    means_t[:n_features] = -2.0 * means.T
     bias = np.einsum("kd,kd->k", means, means)
     chunk = chunk_rows(n_features, n_clusters, x.itemsize)
     blocks = _blocks(x.shape[0], n_threads, n_clusters * n_features)
@@ -234,8 +337,8 @@ def _run(x, means, weight, labels, with_sums, n_threads):
             sums[b] if with_sums else None,
             counts[b],
         )
-        if n_features <= DIRECT_FEATURES:
-            _nearest_lanes(*part)
+        if lanes:
+            lanes_kernel(means_t.shape[0])(*part)
         else:
             _nearest_blas(*part, chunk)
 

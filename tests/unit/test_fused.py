@@ -1,5 +1,6 @@
 """The compiled CPU step of Lloyd's algorithm against plain NumPy, on both of its paths and on threads."""
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,8 @@ def reference(x, means):
     return ((means * means).sum(1)[None, :] - 2.0 * x @ means.T).argmin(1)
 
 
-# D = 2 and 4 take the loop that computes the products itself; D = 5 and 33 take BLAS on chunks.
-@pytest.mark.parametrize("n_features", [2, 4, 5, 33])
+# Up to D = 16 the loop computes the products itself (rows in SIMD lanes); D = 17 and 33 take BLAS.
+@pytest.mark.parametrize("n_features", [2, 16, 17, 33])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize("weighted", [False, True])
@@ -132,7 +133,7 @@ def test_without_a_place_for_the_cache_the_kernels_still_compile(monkeypatch):
     assert double(21) == 42
 
 
-@pytest.mark.parametrize("n_features", [2, 6])  # the direct loop and BLAS
+@pytest.mark.parametrize("n_features", [2, 20])  # the direct loop and BLAS
 @pytest.mark.parametrize("n_clusters", [127, 128, 130, 259])  # one chain, four, and a tail of 2 or 3
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_first_smallest_score_on_four_chains(n_features, n_clusters, dtype):
@@ -163,20 +164,68 @@ def test_lloyd_with_many_clusters_equals_sklearn():
 
 @pytest.mark.parametrize("n_rows", [1, _fused.LANE_ROWS - 1, _fused.LANE_ROWS, _fused.LANE_ROWS + 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lanes_give_the_first_smallest_score_of_each_row_and_its_sums(n_rows, dtype):
+@pytest.mark.parametrize("n_features", [3, 16])
+def test_lanes_give_the_first_smallest_score_of_each_row_and_its_sums(n_rows, dtype, n_features):
     """Blocks of rows in SIMD lanes: the labels of a row-by-row first-minimum over the same scores
-    (duplicated centroids make ties), and the sums of those labels, in any block length."""
+    (duplicated centroids make ties), and the sums of those labels, in any block length; 14
+    centroids: three groups of ``LANE_CLUSTERS`` and two met one at a time."""
     rng = np.random.default_rng(n_rows)
-    x = rng.integers(-3, 4, size=(n_rows, 3)).astype(dtype)  # small integers: exact scores, many ties
-    means = np.repeat(rng.integers(-3, 4, size=(6, 3)).astype(dtype), 2, axis=0)
+    x = rng.integers(-3, 4, size=(n_rows, n_features)).astype(dtype)  # small integers: exact scores
+    means = np.repeat(rng.integers(-3, 4, size=(7, n_features)).astype(dtype), 2, axis=0)
     labels = np.full(n_rows, -1, dtype=np.int64)
     weight = rng.random(n_rows).astype(dtype)
     sums, counts = _fused.assign_and_sum(x, means, weight, labels)
     scores = (means * means).sum(1)[None, :] - 2.0 * x @ means.T
-    want = np.array([next(k for k in range(12) if row[k] == row.min()) for row in scores])
+    want = np.array([next(k for k in range(14) if row[k] == row.min()) for row in scores])
     np.testing.assert_array_equal(labels, want)
     assert (labels % 2 == 0).all()  # of two equal centroids, the first
-    want_sums = np.zeros((12, 3))
+    want_sums = np.zeros((14, n_features))
     np.add.at(want_sums, labels, x.astype(np.float64) * weight[:, None].astype(np.float64))
-    np.testing.assert_allclose(sums, want_sums, rtol=1e-5)
-    np.testing.assert_allclose(counts, np.bincount(labels, weights=weight, minlength=12), rtol=1e-5)
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-5, atol=1e-5 * np.abs(want_sums).max())
+    np.testing.assert_allclose(counts, np.bincount(labels, weights=weight, minlength=14), rtol=1e-5)
+
+
+@numba.njit
+def _fma(a, b, c):
+    return _fused.fused_multiply_add(a, b, c)
+
+
+@numba.njit
+def _first_mins(x, means_t, bias):
+    labels = np.empty(x.shape[0], dtype=np.int64)
+    scores = np.empty(means_t.shape[1], dtype=x.dtype)
+    for i in range(x.shape[0]):
+        _fused.direct_scores(x, i, means_t, bias, scores)
+        labels[i] = _fused._first_min(scores)
+    return labels
+
+
+def test_fused_multiply_add_rounds_once():
+    """``(1 + 2⁻³⁰)² − (1 + 2⁻²⁹) = 2⁻⁶⁰`` exactly; a rounded product first would give 0."""
+    a = 1.0 + 2.0**-30
+    assert _fma(a, a, -(1.0 + 2.0**-29)) == 2.0**-60
+    assert a * a - (1.0 + 2.0**-29) == 0.0
+    b = np.float32(1.0 + 2.0**-13)
+    assert _fma(b, b, np.float32(-(1.0 + 2.0**-12))) == np.float32(2.0**-26)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [2, 9, 16])
+def test_lanes_and_the_row_at_a_time_scores_are_the_same_numbers(dtype, n_features):
+    """The plain step (rows in SIMD lanes) and the bounded steps' row-at-a-time scores
+    (:func:`_fused.direct_scores`) pick the same label for every row, also where the centroids are
+    copies of each other moved by a few units in the last place: there the label is decided by the
+    last bit of the scores, so any difference in how either sums them would show."""
+    rng = np.random.default_rng(n_features)
+    x = rng.normal(size=(3000, n_features)).astype(dtype) * 7.0 + 3.0
+    base = rng.normal(size=(5, n_features)).astype(dtype)
+    eps = np.finfo(dtype).eps
+    means = np.concatenate([base * (1.0 + eps * rng.integers(-4, 5, size=base.shape)) for _ in range(6)])
+    means = means.astype(dtype)
+    labels = np.full(3000, -1, dtype=np.int64)
+    _fused.assign(x, means, labels)
+    means_t = np.ascontiguousarray(-2.0 * means.T)
+    bias = np.einsum("kd,kd->k", means, means)
+    np.testing.assert_array_equal(labels, _first_mins(x, means_t, bias))
+    # the copies tie but for the last bits: many rows go to a copy other than the first
+    assert (labels >= 5).mean() > 0.2
