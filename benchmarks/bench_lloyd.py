@@ -5,12 +5,13 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_lloyd.py --quick
     .venv/bin/python benchmarks/bench_lloyd.py --threads 1
 
-Both run a fixed number of iterations (``--iters``, tol=0) from the same initial centroids; the time
-per iteration is the best of ``--repeat`` runs divided by the iterations each really ran. A ratio
+Both run a fixed number of iterations (``--iters``, tol=0, fewer where the labels repeat first) from
+the same initial centroids; the time per iteration is the best of ``--repeat`` runs divided by the
+iterations each really ran (each call's fixed costs, checking the data and the last labels, are in it). A ratio
 below 1 means ``lloyd`` is faster. Nothing is asserted.
 
-faiss (``faiss-cpu``, when importable; its columns are left out, saying so, when not) runs the same
-iterations from the same centroids with ``max_points_per_centroid`` large (no subsampling): its
+faiss (``faiss-cpu``, when importable; its columns are left out, saying so, when not) runs as many
+iterations as ``lloyd`` ran, from the same centroids with ``max_points_per_centroid`` large (no subsampling): its
 k-means is an ``IndexFlatL2`` search of the rows per iteration (float32 only: float64 rows are
 converted first, outside the timing). In the GEMM-bound cells (``D >= 16`` and ``K >= 64``) the
 rate ``2 N D K`` flops per iteration is printed next to one plain ``torch.mm`` of the same shape
@@ -67,14 +68,15 @@ def problem(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.ndarr
     return X, X[rng.choice(n, size=k, replace=False)].copy()
 
 
-def per_iteration(X: np.ndarray, init: np.ndarray, iters: int, repeat: int) -> tuple[float, float]:
-    """Seconds per iteration: (scikit-learn, lloyd), plain Lloyd on both sides."""
+def per_iteration(X: np.ndarray, init: np.ndarray, iters: int, repeat: int) -> tuple[float, float, int]:
+    """Seconds per iteration: (scikit-learn, lloyd), plain Lloyd on both sides; and the iterations
+    ``lloyd`` ran (fewer than ``iters`` where its labels repeat first, as scikit-learn's do)."""
     sk_model = KMeans(len(init), init=init, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd")
     sk_time, fitted = best_time(lambda: sk_model.fit(X), repeat)
     X_t, init_t = torch.from_numpy(X), torch.from_numpy(init)
     run = lambda: lloyd(X_t, init_t, max_iter=iters, tol=0.0, algorithm="lloyd")  # noqa: E731
     our_time, result = best_time(run, repeat)
-    return sk_time / fitted.n_iter_, our_time / result.n_iter
+    return sk_time / fitted.n_iter_, our_time / result.n_iter, result.n_iter
 
 
 def faiss_per_iteration(X: np.ndarray, init: np.ndarray, iters: int, repeat: int, threads) -> float:
@@ -141,7 +143,7 @@ def main() -> None:
             X, init = problem(n, d, k, dtype)
             iters = iterations(n, d, k, args.iters)
             repeat = 1 if 2 * n * d * k > ONCE else args.repeat
-            theirs, ours = per_iteration(X, init, iters, repeat)
+            theirs, ours, iters = per_iteration(X, init, iters, repeat)
             ratios.append(ours / theirs)
             line = f"{n:>9} {d:>3} {k:>4} {dtype:>8} {1e3 * theirs:>14.3f} {1e3 * ours:>12.3f} {ratios[-1]:>6.2f}"
             if faiss is not None and (dtype == "float32" or not args.faiss_float32_only):

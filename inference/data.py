@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 
 from ._comm import LOCAL, Comm
+from ._moments import column_moments
 from .kernels import centred_copy, chunk_rows
 from .validation import as_data, check_sample_weight
 
@@ -105,12 +106,16 @@ class Data(NamedTuple):
 def _moments(X: torch.Tensor, comm: Comm) -> tuple[torch.Tensor, float, int]:
     """Column means (float64, (D,)), mean squared row norm and the row count, over every process."""
     n_total = comm.total(X.shape[0])
-    sums = X.new_zeros(X.shape[1], dtype=torch.float64)
-    second = X.new_zeros((), dtype=torch.float64)
-    for rows in chunk_rows(X.shape[0], X.shape[1], device=X.device):
-        x = X[rows].double()
-        sums += x.sum(0)
-        second += x.square().sum()
+    if X.device.type == "cpu" and X.is_contiguous():
+        column_sums, total = column_moments(X.numpy())
+        sums, second = torch.from_numpy(column_sums), torch.tensor(total, dtype=torch.float64)
+    else:
+        sums = X.new_zeros(X.shape[1], dtype=torch.float64)
+        second = X.new_zeros((), dtype=torch.float64)
+        for rows in chunk_rows(X.shape[0], X.shape[1], device=X.device):
+            x = X[rows].double()
+            sums += x.sum(0)
+            second += x.square().sum()
     sums, second = comm.sum_(sums, second)
     return sums / n_total, second.item() / n_total, int(n_total)
 
