@@ -249,8 +249,10 @@ def test_bounds_hold_after_every_step(algorithm, dtype, d):
 
 def test_choose_algorithm():
     choose = bounded.choose_algorithm
-    assert choose("auto", 100_000, 2, 64, "cpu") == "hamerly"
+    assert choose("auto", 100_000, 16, 64, "cpu") == "hamerly"
     assert choose("auto", 100_000, 64, 256, "cpu") == "hamerly"
+    assert choose("auto", 100_000, 2, 1024, "cpu") == "lloyd"  # the plain step in SIMD lanes is cheaper
+    assert choose("auto", 100_000, 8, 64, "cpu") == "lloyd"  # 512 products a row
     assert choose("auto", 100_000, 64, 8, "cpu") == "lloyd"  # few clusters: a full step is as cheap
     assert choose("auto", 100, 2, 3, "cpu") == "lloyd"  # too small to pay for the bounds
     assert choose("auto", 100_000, 64, 256, "cuda") == "lloyd"
