@@ -76,7 +76,7 @@ def choose_algorithm(algorithm: str, n_samples: int, n_features: int, n_clusters
     ``"auto"``: plain Lloyd off the CPU, below ``MIN_CLUSTERS`` clusters, up to
     ``MAX_PLAIN_FEATURES`` features, below ``MIN_ROW_WORK`` cluster × feature products a row and on
     tiny problems; Hamerly otherwise. Elkan's algorithm computes fewer distances than Hamerly's, but one at a
-    time, where Hamerly's recomputed rows go through BLAS a chunk at once; in one run on this
+    time, where Hamerly's recomputed rows go through BLAS a chunk at once (above 16 features); in one run on this
     project's 2-core machine (N = 1e5, float32, D in 2-64, K in 16-256, benchmarks/bench_bounded.py
     data) Hamerly was the faster in every cell, by 1.3-3.9x, so ``"auto"`` never picks Elkan
     (which also keeps (rows × clusters) bounds). It is there by name.
