@@ -15,8 +15,10 @@ from .em import em_iterations, m_step
 from .kernels import (
     SufficientStats,
     chunk_rows,
+    compiled_e_step,
     hard_temperature,
     log_responsibilities,
+    negligible_logit,
     row_sq_norms,
     squared_distances,
     sufficient_stats,
@@ -181,10 +183,7 @@ class Annealer:
             rows = torch.nonzero(self.labels == k).flatten()
             return math.sqrt(covariance_top_eigenvalue(self.X, self.weight[rows], self.comm, index=rows))
         rows = self.active_rows(k, NEGLIGIBLE * torch.finfo(self.X.dtype).eps)
-        gamma = self.X.new_empty(rows.shape[0])
-        for chunk in chunk_rows(rows.shape[0], self.n_born, device=self.X.device):
-            x = self.X[rows[chunk]]
-            gamma[chunk] = log_responsibilities(x, self.means, self.log_weights, self.sigma)[0][:, k].exp()
+        gamma = _responsibility_column(self.X, rows, self.means, self.log_weights, self.sigma, k)
         u = self.weight[rows] * gamma
         # Rows that hold less than eps of the cluster's weight between them change C_k by less than
         # rounding: leaving them out leaves about the cluster's own rows (a Gram matrix when few).
@@ -274,6 +273,19 @@ class Annealer:
                 return
             self.equilibrate()
             levels += 1
+
+
+def _responsibility_column(X, rows, means, log_weights, sigma: float, k: int) -> torch.Tensor:
+    """``γ_nk`` of component ``k`` for the rows ``X[rows]`` at a soft σ, of shape (n_rows,): as
+    :func:`~.kernels.log_responsibilities` gives them, on the CPU by the compiled E step."""
+    if compiled_e_step(X, means, log_weights):
+        from ._estep import tempered_column
+
+        return tempered_column(X, rows, means, log_weights, sigma, k, negligible_logit(X.dtype))
+    gamma = X.new_empty(rows.shape[0])
+    for chunk in chunk_rows(rows.shape[0], means.shape[0], device=X.device):
+        gamma[chunk] = log_responsibilities(X[rows[chunk]], means, log_weights, sigma)[0][:, k].exp()
+    return gamma
 
 
 def _combine(a: SufficientStats, b: SufficientStats, sign: float = 1.0) -> SufficientStats:

@@ -24,6 +24,7 @@ __all__ = [
     "centred_copy",
     "chunk_entries",
     "chunk_rows",
+    "compiled_e_step",
     "cpu_threads",
     "hard_labels",
     "hard_temperature",
@@ -344,6 +345,17 @@ class SufficientStats(NamedTuple):
     entropy: float
 
 
+def compiled_e_step(X, means, log_weights, sample_weight=None) -> bool:
+    """Whether :mod:`._estep`'s compiled E step takes these tensors: on the CPU, float32 or float64,
+    none of them needing a gradient."""
+    tensors = [X, means, log_weights] + ([] if sample_weight is None else [sample_weight])
+    return (
+        X.device.type == "cpu"
+        and X.dtype in (torch.float32, torch.float64)
+        and all(t.device.type == "cpu" and t.dtype == X.dtype and not t.requires_grad for t in tensors)
+    )
+
+
 def sufficient_stats(
     X: torch.Tensor,
     means: torch.Tensor,
@@ -379,6 +391,16 @@ def sufficient_stats(
     -------
     SufficientStats
     """
+    hard = hard_temperature(sigma, X.dtype)
+    if not (hard or scatter) and compiled_e_step(X, means, log_weights, sample_weight):
+        from ._estep import tempered_stats  # numba's compiled kernels: loaded when first needed
+
+        floor = negligible_logit(X.dtype)
+        fast = tempered_stats(
+            X, means, log_weights, sigma, floor, sample_weight=sample_weight, rows=rows, chunk_size=chunk_size
+        )
+        comm.sum_(*fast)
+        return SufficientStats(*fast[:3], None, fast.log_likelihood.item(), fast.entropy.item())
     n_clusters, n_features = means.shape
     counts = X.new_zeros(n_clusters)
     sums = X.new_zeros(n_clusters, n_features)
@@ -388,7 +410,6 @@ def sufficient_stats(
         width = n_clusters * n_features if scatter else max(n_clusters, n_features)
         chunk_size = max(1, chunk_entries(X.device) // width)
     log_likelihood, entropy = X.new_zeros(()), X.new_zeros(())
-    hard = hard_temperature(sigma, X.dtype)
     n_rows = X.shape[0] if rows is None else rows.shape[0]
     for chunk in chunk_rows(n_rows, n_clusters, chunk_size):
         chunk = chunk if rows is None else rows[chunk]

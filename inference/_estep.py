@@ -1,0 +1,305 @@
+"""The tempered E step on the CPU compiled with numba: responsibilities, entropy and density in one pass.
+
+Private to :mod:`kmeans_limit.inference.kernels` (its :func:`~.kernels.sufficient_stats` and
+annealing's critical σ, in ``_levels``, call it). Made of array operations, the E step of a chunk
+of rows reads and writes the (rows × K) block about fifteen times (a product, a row maximum, a
+subtraction, a scaling, a clamp, an exponential, a threshold, a row sum, a division, a logarithm,
+the entropy's product and row sum, ...): at N = 1e5, K = 256 that was two thirds of an annealing
+run (and ~35 array calls an E step on the small sets). Here, in one compiled call for all the
+rows, a chunk's scores come from one BLAS call, laid out (K × rows) so that every reduction over
+the components is an elementwise operation on a row of SIMD lanes, then one compiled loop turns them
+into responsibilities, the rows' log-densities and entropies, and a second BLAS call gives the
+weighted sums. The exponential is computed in float64 whatever the data's dtype
+(:func:`exp_nonpositive`, a polynomial that LLVM vectorises, where numba's ``math.exp`` is a scalar
+call).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+from llvmlite import ir
+from numba.extending import intrinsic
+
+from ._fused import _compiled, fused_multiply_add, prefer_wide_vectors
+
+__all__ = ["TemperedStats", "exp_nonpositive", "tempered_block", "tempered_column", "tempered_stats"]
+
+#: A chunk's (K × rows) scores and (rows × (D + 2)) weighted rows take about this many bytes: they
+#: stay in the L2 cache between the BLAS calls and the loop.
+CHUNK_BYTES = 1 << 19
+#: ... and hold at least this many rows (a SIMD loop over fewer rows is mostly its ends).
+MIN_CHUNK_ROWS = 64
+
+LOG2_E = 1.4426950408889634
+#: ln 2 in two parts (Cody & Waite), the first with trailing zero bits: ``n · LN2_HIGH`` is exact.
+LN2_HIGH = 6.93147180369123816490e-01
+LN2_LOW = 1.90821492927058770002e-10
+#: 1/k! for k = 13 down to 2: Taylor's polynomial of ``exp`` on ``|r| ≤ ln 2 / 2``, whose first
+#: term left out, ``r¹⁴/14!``, is below 2e-19.
+INVERSE_FACTORIALS = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))
+
+
+@intrinsic
+def _float64_from_bits(typingctx, bits):  # pragma: no cover
+    """The float64 whose IEEE-754 bits are the int64 ``bits`` (LLVM's ``bitcast``)."""
+    if bits != numba.types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return numba.types.float64(bits), codegen
+
+
+@_compiled(inline="always")
+def exp_nonpositive(x):  # pragma: no cover
+    """``exp(x)`` for a float64 ``x`` in ``[-708, 0]``, within about one ulp, in vectorisable code.
+
+    ``x = n ln 2 + r`` with ``n`` the nearest integer to ``x / ln 2`` and ``|r| ≤ ln 2 / 2`` (the
+    reduction in two fused multiply-adds, exact up to the last bit of ``r``); ``exp(r)`` by its Taylor
+    polynomial to degree 13 in Horner's form; ``2ⁿ`` built from its bits (``n + 1023`` in the
+    exponent field: a normal number for ``n ≥ -1022``). Outside the range the result is wrong
+    (callers clamp first).
+    """
+    n = np.floor(fused_multiply_add(x, LOG2_E, 0.5))
+    r = fused_multiply_add(-n, LN2_HIGH, x)
+    r = fused_multiply_add(-n, LN2_LOW, r)
+    p = INVERSE_FACTORIALS[0]
+    for c in INVERSE_FACTORIALS[1:]:
+        p = fused_multiply_add(p, r, c)
+    p = fused_multiply_add(p, r, 1.0)
+    p = fused_multiply_add(p, r, 1.0)
+    return p * _float64_from_bits((np.int64(n) + 1023) << 52)
+
+
+@_compiled()
+def tempered_block(scores, two_beta, floor_logit, floor_value, top, lse, entropy):  # pragma: no cover
+    """Turn one chunk's scores into responsibilities, in place, with each row's max, lse and entropy.
+
+    Parameters
+    ----------
+    scores : array of shape (n_clusters, n_rows)
+        ``t_kn = x_n·μ_k − ‖μ_k‖²/2 + σ² log π_k`` in; ``γ_kn`` out (0 where below the floor).
+    two_beta : float
+        ``1/σ²``.
+    floor_logit, floor_value : float
+        :func:`~.kernels.negligible_logit` of the data's dtype.
+    top, lse, entropy : float64 arrays of shape (n_rows,)
+        Out: ``max_k t_kn``, ``log Σ_k exp(logit_kn)`` (≥ 0) and ``−Σ_k γ_kn log γ_kn``.
+
+    Notes
+    -----
+    ``logit_kn = 2β (t_kn − max_j t_jn)``, clamped at ``floor_logit`` before ``exp`` and the result
+    set to 0 at or below ``floor_value``; the entropy is ``lse_n − Σ_k γ_kn logit_kn``, which a
+    component of logit ``-inf`` (weight 0) leaves out (its γ is 0 and its clamped logit finite).
+    """
+    prefer_wide_vectors()
+    n_clusters, n_rows = scores.shape
+    total = np.zeros(n_rows)
+    dot = np.zeros(n_rows)
+    for j in range(n_rows):
+        top[j] = scores[0, j]
+    for k in range(1, n_clusters):
+        for j in range(n_rows):
+            top[j] = max(top[j], np.float64(scores[k, j]))
+    for k in range(n_clusters):
+        for j in range(n_rows):
+            logit = max(two_beta * (scores[k, j] - top[j]), floor_logit)
+            value = exp_nonpositive(logit)
+            value = value if value > floor_value else 0.0
+            scores[k, j] = value
+            total[j] += value
+            dot[j] = fused_multiply_add(value, logit, dot[j])
+    for j in range(n_rows):
+        lse[j] = math.log(total[j])
+        entropy[j] = lse[j] - dot[j] / total[j]
+        total[j] = 1.0 / total[j]
+    for k in range(n_clusters):
+        for j in range(n_rows):
+            scores[k, j] = scores[k, j] * total[j]
+
+
+class TemperedStats(NamedTuple):
+    """The E step's statistics of some rows (the fields of :class:`~.kernels.SufficientStats` less
+    ``scatter``), in the data's dtype; ``log_likelihood`` and ``entropy`` are 0-d float64 tensors."""
+
+    counts: torch.Tensor
+    sums: torch.Tensor
+    sums_sq: torch.Tensor
+    log_likelihood: torch.Tensor
+    entropy: torch.Tensor
+
+
+def _chunk_rows(n_clusters: int, n_features: int, itemsize: int) -> int:
+    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // ((n_clusters + n_features + 2) * itemsize))
+
+
+def _bias(means: torch.Tensor, log_weights: torch.Tensor, sigma: float) -> torch.Tensor:
+    return (means * means).sum(-1).mul_(-0.5).add_(log_weights * (sigma * sigma))
+
+
+@_compiled()
+def _gather(X, rows, weight, start, stop, x, weighted):  # pragma: no cover
+    """Rows start..stop (of ``rows``, or of ``X`` without) into ``x``; ``[w x, w ‖x‖², w]`` into
+    ``weighted``; returns the rows' ``‖x‖²`` (float64)."""
+    n_features = X.shape[1]
+    x_sq = np.empty(stop - start)
+    for i in range(stop - start):
+        row = start + i if rows is None else rows[start + i]
+        w = 1.0 if weight is None else weight[row]
+        total = 0.0
+        for t in range(n_features):
+            value = X[row, t]
+            x[i, t] = value
+            weighted[i, t] = w * value
+            total += value * value
+        x_sq[i] = total
+        weighted[i, n_features] = w * total
+        weighted[i, n_features + 1] = w
+    return x_sq
+
+
+@_compiled()
+def _stats(
+    X, rows, weight, means, bias, two_beta, log_norm, floor_logit, floor_value, chunk, out
+):  # pragma: no cover
+    """The E step of rows (all of ``X``, or ``X[rows]``): ``out`` (K, D + 2) gets ``Σ γ [w x, w ‖x‖², w]``;
+    returns ``(Σ w log p(x), Σ w H(γ))``."""
+    n_clusters, n_features = means.shape
+    n_rows = X.shape[0] if rows is None else rows.shape[0]
+    size = min(chunk, n_rows)
+    x = np.empty((size, n_features), dtype=X.dtype)
+    weighted = np.empty((size, n_features + 2), dtype=X.dtype)
+    top, lse, row_entropy = np.empty(size), np.empty(size), np.empty(size)
+    log_likelihood = entropy = 0.0
+    beta = 0.5 * two_beta
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        n = stop - start
+        x_sq = _gather(X, rows, weight, start, stop, x, weighted)
+        scores = np.dot(means, x[:n].T)
+        for k in range(n_clusters):
+            for j in range(n):
+                scores[k, j] += bias[k]
+        tempered_block(scores, two_beta, floor_logit, floor_value, top[:n], lse[:n], row_entropy[:n])
+        out += np.dot(scores, weighted[:n])
+        for j in range(n):
+            w = 1.0 if weight is None else weight[start + j if rows is None else rows[start + j]]
+            if w > 0:
+                # −β (‖x‖² − 2 t_max) = max_k (log π_k − β d2_nk) (the expansion may round below 0).
+                density = lse[j] - beta * max(x_sq[j] - 2.0 * top[j], 0.0) - log_norm
+                log_likelihood += w * density
+                entropy += w * row_entropy[j]
+    return log_likelihood, entropy
+
+
+def tempered_stats(
+    X: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    sigma: float,
+    floor: tuple[float, float],
+    *,
+    sample_weight: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> TemperedStats:
+    """The statistics of :func:`~.kernels.sufficient_stats` at σ > 0 (no scatter) over CPU rows.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features), on the CPU
+    means : tensor of shape (n_clusters, n_features)
+    log_weights : tensor of shape (n_clusters,)
+    sigma : float > 0
+        With ``1/σ²`` finite in the dtype (not :func:`~.kernels.hard_temperature`).
+    floor : (logit, value)
+        :func:`~.kernels.negligible_logit` of ``X``'s dtype.
+    sample_weight : tensor of shape (n_samples,), optional
+    rows : long tensor of shape (n_rows,), optional
+        Only these rows (gathered a chunk at a time).
+    chunk_size : int, optional
+        Rows per chunk (default: about ``CHUNK_BYTES`` of scores and weighted rows).
+
+    Returns
+    -------
+    TemperedStats
+        Counts, sums and ``Σ w γ ‖x‖²`` from one BLAS product of the responsibilities with the
+        weighted rows ``[w x, w ‖x‖², w]`` per chunk, added up in float64 and returned in the data's
+        dtype; the log-likelihood and entropy summed in float64.
+    """
+    n_clusters, n_features = means.shape
+    log_norm = 0.5 * n_features * math.log(2.0 * math.pi * sigma * sigma)
+    out = np.zeros((n_clusters, n_features + 2))
+    chunk = chunk_size or _chunk_rows(n_clusters, n_features, X.element_size())
+    log_likelihood, entropy = _stats(
+        X.contiguous().numpy(),
+        None if rows is None else rows.numpy(),
+        None if sample_weight is None else sample_weight.numpy(),
+        means.contiguous().numpy(),
+        _bias(means, log_weights, sigma).numpy(),
+        1.0 / (sigma * sigma),
+        log_norm,
+        *floor,
+        chunk,
+        out,
+    )
+    stats = torch.from_numpy(out).to(X.dtype)
+    as_tensor = lambda value: torch.tensor(value, dtype=torch.float64)  # noqa: E731
+    return TemperedStats(
+        stats[:, n_features + 1].clone(),
+        stats[:, :n_features].clone(),
+        stats[:, n_features].clone(),
+        as_tensor(log_likelihood),
+        as_tensor(entropy),
+    )
+
+
+@_compiled()
+def _column(X, rows, means, bias, two_beta, floor_logit, floor_value, k, chunk, out):  # pragma: no cover
+    n_features = X.shape[1]
+    size = min(chunk, rows.shape[0])
+    x = np.empty((size, n_features), dtype=X.dtype)
+    weighted = np.empty((size, n_features + 2), dtype=X.dtype)
+    top, lse, row_entropy = np.empty(size), np.empty(size), np.empty(size)
+    for start in range(0, rows.shape[0], chunk):
+        stop = min(start + chunk, rows.shape[0])
+        n = stop - start
+        _gather(X, rows, None, start, stop, x, weighted)
+        scores = np.dot(means, x[:n].T)
+        for c in range(means.shape[0]):
+            for j in range(n):
+                scores[c, j] += bias[c]
+        tempered_block(scores, two_beta, floor_logit, floor_value, top[:n], lse[:n], row_entropy[:n])
+        out[start:stop] = scores[k]
+
+
+def tempered_column(
+    X: torch.Tensor,
+    rows: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    sigma: float,
+    k: int,
+    floor,
+) -> torch.Tensor:
+    """``γ_nk`` of component ``k`` for the rows ``X[rows]`` (CPU, σ > 0), of shape (n_rows,)."""
+    n_clusters, n_features = means.shape
+    out = np.empty(rows.shape[0], dtype=X.numpy().dtype)
+    _column(
+        X.contiguous().numpy(),
+        rows.numpy(),
+        means.contiguous().numpy(),
+        _bias(means, log_weights, sigma).numpy(),
+        1.0 / (sigma * sigma),
+        *floor,
+        k,
+        _chunk_rows(n_clusters, n_features, X.element_size()),
+        out,
+    )
+    return torch.from_numpy(out)
