@@ -142,7 +142,27 @@ def _top_eigenpair(matrix: torch.Tensor) -> tuple[float, torch.Tensor]:
 
 
 def _two_means(cell: _Cell, u, sums, total, side, comm: Comm):
-    """2-means from an initial partition ``side`` (bool): the two weighted means and masses."""
+    """2-means from an initial partition ``side`` (bool): the two weighted means and masses.
+
+    A cell held whole in this process's CPU memory goes to the compiled loop of
+    :mod:`._two_means` (the same iterations, the sums in float64).
+    """
+    if cell.index is None and cell.X.device.type == "cpu" and type(comm) is Comm:
+        from ._two_means import two_means
+
+        y = cell.X.numpy()
+        left, right, mass_a = two_means(
+            y, u.numpy(), sums.double().numpy(), float(total), side.numpy().copy(), TWO_MEANS_ITER
+        )
+        mass_b = total - mass_a
+        if mass_a <= 0 or mass_b <= 0:
+            return None
+        return (
+            torch.from_numpy(left).to(cell.X.dtype),
+            torch.from_numpy(right).to(cell.X.dtype),
+            mass_a,
+            mass_b,
+        )
     for _ in range(TWO_MEANS_ITER):
         ua = u * side
         sums_a = comm.sum_(cell.weighted_sum(ua))[0]

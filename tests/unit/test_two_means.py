@@ -1,0 +1,83 @@
+"""The compiled 2-means of a cell (``_two_means``) against the array loop it replaces on the CPU.
+
+``propose_split`` runs 2-means inside each cell; a cell held whole in one process on the CPU takes
+the compiled loop, any other (a process group, or a ``Comm`` subclass as here) the loop of array
+operations. Both start from the same partition and must reach the same sides, masses and means
+on any data: far offsets, tiny and huge scales, float32 and float64, with sample weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmeans_limit.inference import _split
+from kmeans_limit.inference._comm import Comm
+from kmeans_limit.inference._two_means import two_means
+from kmeans_limit.inference.data import prepare_data
+
+
+class _Here(Comm):
+    """The single-process Comm under another type: ``_two_means`` then takes the array loop."""
+
+
+@st.composite
+def cells(draw):
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    n_rows = draw(st.integers(2, 400))
+    n_features = draw(st.sampled_from([1, 2, 3, 8, 40]))
+    scale = 10.0 ** draw(st.floats(-6.0, 6.0))
+    offset = draw(st.sampled_from([0.0, 1e3, 1e6]))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    centres = 3.0 * torch.randn(2, n_features, generator=generator, dtype=torch.float64)
+    X0 = centres[torch.arange(n_rows) % 2] + torch.randn(
+        n_rows, n_features, generator=generator, dtype=torch.float64
+    )
+    rows = prepare_data((scale * (X0 + offset)).to(dtype)).rows
+    weighted = draw(st.booleans())
+    u = (
+        torch.rand(n_rows, generator=generator, dtype=torch.float64).to(dtype)
+        if weighted
+        else torch.ones(n_rows, dtype=dtype)
+    )
+    return rows, u
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(cells())
+def test_compiled_two_means_reaches_the_array_loops_split(cell_data):
+    X, u = cell_data
+    compiled = _split.propose_split(X, u)
+    looped = _split.propose_split(X, u, comm=_Here())
+    eps = torch.finfo(X.dtype).eps
+    size = X.double().abs().max().item()
+    assert math.isclose(compiled.left_mass, looped.left_mass, rel_tol=1e3 * eps, abs_tol=1e-300)
+    assert math.isclose(compiled.right_mass, looped.right_mass, rel_tol=1e3 * eps, abs_tol=1e-300)
+    tol = 1e3 * eps * size * X.shape[0]
+    assert (compiled.left - looped.left).abs().max().item() <= tol
+    assert (compiled.right - looped.right).abs().max().item() <= tol
+    assert math.isclose(compiled.gain, looped.gain, rel_tol=1e4 * eps * X.shape[0], abs_tol=1e-300)
+    assert compiled.left.dtype == X.dtype
+
+
+def test_two_means_of_a_known_partition():
+    """Two groups on a line, started with one row on the wrong side: one move, then a fixed point."""
+    y = np.array([[0.0], [1.0], [10.0], [11.0]])
+    u = np.array([1.0, 1.0, 1.0, 3.0])
+    sums = (u[:, None] * y).sum(0)
+    side = np.array([True, True, True, False])
+    left, right, mass_left = two_means(y, u, sums, u.sum(), side, 30)
+    assert side.tolist() == [True, True, False, False]
+    assert mass_left == 2.0 and left.tolist() == [0.5] and right.tolist() == [(10.0 + 33.0) / 4]
+
+
+def test_a_side_that_empties_gives_no_split():
+    y = np.array([[0.0], [0.0], [0.0]])
+    u = np.ones(3)
+    side = np.array([False, False, False])
+    _left, _right, mass_left = two_means(y, u, y.sum(0), 3.0, side, 30)
+    assert mass_left == 0.0
