@@ -66,6 +66,14 @@ def blobs_fit():
 
 
 @pytest.fixture(scope="module")
+def separated_fit():
+    """Far-apart blobs in 40 dimensions (the covariance of a cell from more rows than features)."""
+    X, _ = make_blobs(400, n_features=40, centers=8, cluster_std=0.5, random_state=1)
+    X = torch.from_numpy(X)
+    return X, anneal(X, 8)
+
+
+@pytest.fixture(scope="module")
 def r15_fit():
     X = load_sipu("r15", standardized=True).data
     return X, anneal(X, 15)
@@ -111,7 +119,7 @@ def test_each_soft_split_is_a_path_level_at_its_sigma(fit, request):
         assert result.path.sigma[level + 1].item() == result.split_sigmas[j].item()
 
 
-@pytest.mark.parametrize("fit", ["blobs_fit", "r15_fit"])
+@pytest.mark.parametrize("fit", ["blobs_fit", "r15_fit", "separated_fit"])
 def test_critical_sigma_is_the_responsibility_weighted_one_at_the_level_split_from(fit, request):
     """Recomputed from the recorded path level: full softmax over all rows, NumPy eigvalsh.
 

@@ -1,9 +1,13 @@
-"""The compiled 2-means of a cell (``_two_means``) against the array loop it replaces on the CPU.
+"""The CPU kernels of a split: 2-means compiled, the covariance's top eigenpair by BLAS and LAPACK.
+
+The compiled 2-means of a cell (``_two_means``) against the array loop it replaces on the CPU.
 
 ``propose_split`` runs 2-means inside each cell; a cell held whole in one process on the CPU takes
 the compiled loop, any other (a process group, or a ``Comm`` subclass as here) the loop of array
 operations. Both start from the same partition and must reach the same sides, masses and means
-on any data: far offsets, tiny and huge scales, float32 and float64, with sample weights.
+on any data: far offsets, tiny and huge scales, float32 and float64, with sample weights. The
+top eigenvalue of a cell's weighted covariance (``?syrk`` and ``?syevr`` on the CPU, from the
+``n × n`` Gram matrix when there are fewer rows than features) against NumPy's in float64.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -81,3 +86,29 @@ def test_a_side_that_empties_gives_no_split():
     side = np.array([False, False, False])
     _left, _right, mass_left = two_means(y, u, y.sum(0), 3.0, side, 30)
     assert mass_left == 0.0
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(cells())
+def test_covariance_top_eigenvalue_is_numpys(cell_data):
+    """λ_max within ``8·(n + D)·eps`` of the float64 value relative to the spread (the rounding of the
+    rows and their products), plus the square of the mean's rounding (a cell of one row: λ = 0)."""
+    X, u = cell_data
+    index = torch.arange(0, X.shape[0], 2)  # a cell of every other row (copied out of X)
+    lam = _split.covariance_top_eigenvalue(X, u[index], index=index)
+    y, w = X[index].double().numpy(), u[index].double().numpy()
+    mean = w @ y / w.sum()
+    expected = np.linalg.eigvalsh(((y - mean) * w[:, None]).T @ (y - mean) / w.sum())[-1]
+    eps = torch.finfo(X.dtype).eps
+    scale = ((y - mean) ** 2).sum(-1).max()
+    mean_rounding = 16.0 * eps**2 * (y**2).sum(-1).max()
+    assert abs(lam - expected) <= 8.0 * (len(index) + X.shape[1]) * eps * scale + mean_rounding + 1e-300
+
+
+def test_top_eigenpair_of_a_known_matrix():
+    for dtype in (torch.float32, torch.float64):
+        matrix = torch.tensor([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]], dtype=dtype)
+        lam, vector = _split._top_eigenpair(matrix)
+        assert lam == pytest.approx(3.0, rel=4 * torch.finfo(dtype).eps)
+        assert torch.allclose(vector.abs(), torch.tensor([1.0, 1.0, 0.0], dtype=dtype) / math.sqrt(2.0))
+        assert vector.dtype == dtype
