@@ -9,9 +9,8 @@ run (and ~35 array calls an E step on the small sets). Here, in one compiled cal
 rows, a chunk's scores come from one BLAS call, laid out (K × rows) so that every reduction over
 the components is an elementwise operation on a row of SIMD lanes, then one compiled loop turns them
 into responsibilities, the rows' log-densities and entropies, and a second BLAS call gives the
-weighted sums. The exponential is computed in float64 whatever the data's dtype
-(:func:`exp_nonpositive`, a polynomial that LLVM vectorises, where numba's ``math.exp`` is a scalar
-call).
+weighted sums. The exponential is a polynomial that LLVM vectorises (:func:`exp_nonpositive`;
+numba's ``math.exp`` is a scalar call), in the data's dtype: float32 runs twice the lanes.
 """
 
 from __future__ import annotations
@@ -23,9 +22,10 @@ import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from ._fused import _compiled, fused_multiply_add, prefer_wide_vectors
+from ._fused import _blocks, _compiled, _pool, fused_multiply_add, prefer_wide_vectors
+from .kernels import cpu_threads, threadpools
 
 __all__ = ["TemperedStats", "exp_nonpositive", "tempered_block", "tempered_column", "tempered_stats"]
 
@@ -42,39 +42,77 @@ LN2_LOW = 1.90821492927058770002e-10
 #: 1/k! for k = 13 down to 2: Taylor's polynomial of ``exp`` on ``|r| ≤ ln 2 / 2``, whose first
 #: term left out, ``r¹⁴/14!``, is below 2e-19.
 INVERSE_FACTORIALS = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))
+#: The same in float32: ``ln 2`` split after 9 bits, Taylor's polynomial to degree 7 (``r⁸/8!`` is
+#: below 6e-9, a tenth of float32's half-ulp).
+LN2_HIGH_32 = np.float32(0.693359375)
+LN2_LOW_32 = np.float32(-2.12194440e-4)
+LOG2_E_32 = np.float32(LOG2_E)
+INVERSE_FACTORIALS_32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(7, 1, -1))
+HALF_32, ONE_32 = np.float32(0.5), np.float32(1.0)
 
 
 @intrinsic
-def _float64_from_bits(typingctx, bits):  # pragma: no cover
-    """The float64 whose IEEE-754 bits are the int64 ``bits`` (LLVM's ``bitcast``)."""
-    if bits != numba.types.int64:
+def _float_from_bits(typingctx, bits):  # pragma: no cover
+    """The float whose IEEE-754 bits are ``bits``: float64 from int64, float32 from int32 (LLVM's
+    ``bitcast``)."""
+    if bits == numba.types.int64:
+        result, llvm_type = numba.types.float64, ir.DoubleType()
+    elif bits == numba.types.int32:
+        result, llvm_type = numba.types.float32, ir.FloatType()
+    else:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+        return builder.bitcast(args[0], llvm_type)
 
-    return numba.types.float64(bits), codegen
+    return result(bits), codegen
 
 
-@_compiled(inline="always")
 def exp_nonpositive(x):  # pragma: no cover
-    """``exp(x)`` for a float64 ``x`` in ``[-708, 0]``, within about one ulp, in vectorisable code.
+    """``exp(x)`` for ``x ≤ 0`` down to the smallest normal result, within about one ulp of its dtype,
+    in code that LLVM vectorises (compiled code only: numba's ``math.exp`` is a scalar call).
 
     ``x = n ln 2 + r`` with ``n`` the nearest integer to ``x / ln 2`` and ``|r| ≤ ln 2 / 2`` (the
     reduction in two fused multiply-adds, exact up to the last bit of ``r``); ``exp(r)`` by its Taylor
-    polynomial to degree 13 in Horner's form; ``2ⁿ`` built from its bits (``n + 1023`` in the
-    exponent field: a normal number for ``n ≥ -1022``). Outside the range the result is wrong
-    (callers clamp first).
+    polynomial in Horner's form (degree 13 for float64, 7 for float32); ``2ⁿ`` built from its bits
+    (``n + 1023``, or ``n + 127``, in the exponent field). float64: ``x`` in ``[-708, 0]``; float32:
+    ``[-87, 0]``. Outside the range the result is wrong (callers clamp first).
     """
-    n = np.floor(fused_multiply_add(x, LOG2_E, 0.5))
-    r = fused_multiply_add(-n, LN2_HIGH, x)
-    r = fused_multiply_add(-n, LN2_LOW, r)
-    p = INVERSE_FACTORIALS[0]
-    for c in INVERSE_FACTORIALS[1:]:
-        p = fused_multiply_add(p, r, c)
-    p = fused_multiply_add(p, r, 1.0)
-    p = fused_multiply_add(p, r, 1.0)
-    return p * _float64_from_bits((np.int64(n) + 1023) << 52)
+    raise NotImplementedError("exp_nonpositive is compiled-code only")
+
+
+@overload(exp_nonpositive, inline="always")
+def _exp_nonpositive(x):  # pragma: no cover
+    if x == numba.types.float64:
+
+        def exp64(x):
+            n = np.floor(fused_multiply_add(x, LOG2_E, 0.5))
+            r = fused_multiply_add(-n, LN2_HIGH, x)
+            r = fused_multiply_add(-n, LN2_LOW, r)
+            p = INVERSE_FACTORIALS[0]
+            for c in INVERSE_FACTORIALS[1:]:
+                p = fused_multiply_add(p, r, c)
+            p = fused_multiply_add(p, r, 1.0)
+            p = fused_multiply_add(p, r, 1.0)
+            return p * _float_from_bits((np.int64(n) + 1023) << 52)
+
+        return exp64
+    if x == numba.types.float32:
+
+        def exp32(x):
+            n = np.floor(fused_multiply_add(x, LOG2_E_32, HALF_32))
+            r = fused_multiply_add(-n, LN2_HIGH_32, x)
+            r = fused_multiply_add(-n, LN2_LOW_32, r)
+            p = INVERSE_FACTORIALS_32[0]
+            for c in INVERSE_FACTORIALS_32[1:]:
+                p = fused_multiply_add(p, r, c)
+            p = fused_multiply_add(p, r, ONE_32)
+            p = fused_multiply_add(p, r, ONE_32)
+            # numba widens int32 arithmetic to int64: the exponent field is narrowed back to 32 bits.
+            return p * _float_from_bits(np.int32((np.int64(n) + 127) << 23))
+
+        return exp32
+    return None
 
 
 @_compiled()
@@ -85,11 +123,11 @@ def tempered_block(scores, two_beta, floor_logit, floor_value, top, lse, entropy
     ----------
     scores : array of shape (n_clusters, n_rows)
         ``t_kn = x_n·μ_k − ‖μ_k‖²/2 + σ² log π_k`` in; ``γ_kn`` out (0 where below the floor).
-    two_beta : float
+    two_beta : float of the scores' dtype
         ``1/σ²``.
-    floor_logit, floor_value : float
+    floor_logit, floor_value : floats of the scores' dtype
         :func:`~.kernels.negligible_logit` of the data's dtype.
-    top, lse, entropy : float64 arrays of shape (n_rows,)
+    top, lse, entropy : arrays of shape (n_rows,), of the scores' dtype
         Out: ``max_k t_kn``, ``log Σ_k exp(logit_kn)`` (≥ 0) and ``−Σ_k γ_kn log γ_kn``.
 
     Notes
@@ -97,28 +135,30 @@ def tempered_block(scores, two_beta, floor_logit, floor_value, top, lse, entropy
     ``logit_kn = 2β (t_kn − max_j t_jn)``, clamped at ``floor_logit`` before ``exp`` and the result
     set to 0 at or below ``floor_value``; the entropy is ``lse_n − Σ_k γ_kn logit_kn``, which a
     component of logit ``-inf`` (weight 0) leaves out (its γ is 0 and its clamped logit finite).
+    Everything is computed in the scores' dtype (float32 runs twice the SIMD lanes of float64).
     """
     prefer_wide_vectors()
     n_clusters, n_rows = scores.shape
-    total = np.zeros(n_rows)
-    dot = np.zeros(n_rows)
+    zero = floor_value - floor_value
+    total = np.zeros(n_rows, dtype=scores.dtype)
+    dot = np.zeros(n_rows, dtype=scores.dtype)
     for j in range(n_rows):
         top[j] = scores[0, j]
     for k in range(1, n_clusters):
         for j in range(n_rows):
-            top[j] = max(top[j], np.float64(scores[k, j]))
+            top[j] = max(top[j], scores[k, j])
     for k in range(n_clusters):
         for j in range(n_rows):
             logit = max(two_beta * (scores[k, j] - top[j]), floor_logit)
             value = exp_nonpositive(logit)
-            value = value if value > floor_value else 0.0
+            value = value if value > floor_value else zero
             scores[k, j] = value
             total[j] += value
             dot[j] = fused_multiply_add(value, logit, dot[j])
     for j in range(n_rows):
         lse[j] = math.log(total[j])
         entropy[j] = lse[j] - dot[j] / total[j]
-        total[j] = 1.0 / total[j]
+        total[j] = (floor_value / floor_value) / total[j]
     for k in range(n_clusters):
         for j in range(n_rows):
             scores[k, j] = scores[k, j] * total[j]
@@ -137,6 +177,12 @@ class TemperedStats(NamedTuple):
 
 def _chunk_rows(n_clusters: int, n_features: int, itemsize: int) -> int:
     return max(MIN_CHUNK_ROWS, CHUNK_BYTES // ((n_clusters + n_features + 2) * itemsize))
+
+
+def _in_dtype(X: torch.Tensor, *values: float) -> tuple:
+    """``values`` as NumPy scalars of ``X``'s dtype: the compiled loop then runs in that dtype."""
+    scalar = X.numpy().dtype.type
+    return tuple(scalar(value) for value in values)
 
 
 def _bias(means: torch.Tensor, log_weights: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -175,7 +221,9 @@ def _stats(
     size = min(chunk, n_rows)
     x = np.empty((size, n_features), dtype=X.dtype)
     weighted = np.empty((size, n_features + 2), dtype=X.dtype)
-    top, lse, row_entropy = np.empty(size), np.empty(size), np.empty(size)
+    top = np.empty(size, dtype=X.dtype)
+    lse = np.empty(size, dtype=X.dtype)
+    row_entropy = np.empty(size, dtype=X.dtype)
     log_likelihood = entropy = 0.0
     beta = 0.5 * two_beta
     for start in range(0, n_rows, chunk):
@@ -231,24 +279,41 @@ def tempered_stats(
     TemperedStats
         Counts, sums and ``Σ w γ ‖x‖²`` from one BLAS product of the responsibilities with the
         weighted rows ``[w x, w ‖x‖², w]`` per chunk, added up in float64 and returned in the data's
-        dtype; the log-likelihood and entropy summed in float64.
+        dtype; the log-likelihood and entropy summed in float64. Large problems run on the caller's
+        torch threads (:func:`~.kernels.cpu_threads`), one contiguous block of rows each with BLAS on
+        one thread inside, the blocks' sums added in block order (the same numbers at any timing).
     """
     n_clusters, n_features = means.shape
     log_norm = 0.5 * n_features * math.log(2.0 * math.pi * sigma * sigma)
-    out = np.zeros((n_clusters, n_features + 2))
     chunk = chunk_size or _chunk_rows(n_clusters, n_features, X.element_size())
-    log_likelihood, entropy = _stats(
-        X.contiguous().numpy(),
-        None if rows is None else rows.numpy(),
-        None if sample_weight is None else sample_weight.numpy(),
+    x, index = X.contiguous().numpy(), None if rows is None else rows.numpy()
+    weight = None if sample_weight is None else sample_weight.numpy()
+    arguments = (
         means.contiguous().numpy(),
         _bias(means, log_weights, sigma).numpy(),
-        1.0 / (sigma * sigma),
+        *_in_dtype(X, 1.0 / (sigma * sigma)),
         log_norm,
-        *floor,
+        *_in_dtype(X, *floor),
         chunk,
-        out,
     )
+    n_rows = x.shape[0] if index is None else index.shape[0]
+    blocks = _blocks(n_rows, cpu_threads(), n_clusters * n_features)
+    outs = np.zeros((len(blocks), n_clusters, n_features + 2))
+
+    def block(b: int) -> tuple[float, float]:
+        part = blocks[b]
+        if index is None:
+            return _stats(x[part], None, None if weight is None else weight[part], *arguments, outs[b])
+        return _stats(x, index[part], weight, *arguments, outs[b])
+
+    if len(blocks) == 1:
+        sums = [block(0)]
+    else:
+        with threadpools().limit(limits=1, user_api="blas"):  # BLAS on one thread inside each block
+            sums = list(_pool(len(blocks)).map(block, range(len(blocks))))
+    log_likelihood = math.fsum(value for value, _ in sums)
+    entropy = math.fsum(value for _, value in sums)
+    out = outs.sum(0)  # in block order: the same numbers at any timing
     stats = torch.from_numpy(out).to(X.dtype)
     as_tensor = lambda value: torch.tensor(value, dtype=torch.float64)  # noqa: E731
     return TemperedStats(
@@ -266,7 +331,9 @@ def _column(X, rows, means, bias, two_beta, floor_logit, floor_value, k, chunk, 
     size = min(chunk, rows.shape[0])
     x = np.empty((size, n_features), dtype=X.dtype)
     weighted = np.empty((size, n_features + 2), dtype=X.dtype)
-    top, lse, row_entropy = np.empty(size), np.empty(size), np.empty(size)
+    top = np.empty(size, dtype=X.dtype)
+    lse = np.empty(size, dtype=X.dtype)
+    row_entropy = np.empty(size, dtype=X.dtype)
     for start in range(0, rows.shape[0], chunk):
         stop = min(start + chunk, rows.shape[0])
         n = stop - start
@@ -296,8 +363,7 @@ def tempered_column(
         rows.numpy(),
         means.contiguous().numpy(),
         _bias(means, log_weights, sigma).numpy(),
-        1.0 / (sigma * sigma),
-        *floor,
+        *_in_dtype(X, 1.0 / (sigma * sigma), *floor),
         k,
         _chunk_rows(n_clusters, n_features, X.element_size()),
         out,

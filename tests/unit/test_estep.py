@@ -139,8 +139,9 @@ def test_negligible_responsibilities_are_zero_and_the_rest_sum_to_one():
         assert torch.allclose(total.double(), torch.ones(3, dtype=F64), atol=4 * torch.finfo(dtype).eps)
 
 
-def test_exp_nonpositive_is_within_one_ulp():
-    """The vectorisable exponential against the C library's over its whole range ``[-708, 0]``."""
+@pytest.mark.parametrize(("dtype", "low"), [(np.float64, 708.0), (np.float32, 87.0)])
+def test_exp_nonpositive_is_within_one_ulp(dtype, low):
+    """The vectorisable exponential against float64's over its whole range, in each dtype."""
 
     @numba.njit
     def evaluate(x, out):
@@ -150,17 +151,19 @@ def test_exp_nonpositive_is_within_one_ulp():
     rng = np.random.default_rng(0)
     x = np.concatenate(
         [
-            [0.0, -0.0, -1e-300, -5e-324, -math.log(2) / 2, -math.log(2), -1.0, -700.0, -708.0],
-            -rng.uniform(0.0, 708.0, 200_000),
+            [0.0, -0.0, -1e-300, -5e-324, -math.log(2) / 2, -math.log(2), -1.0, -low],
+            -rng.uniform(0.0, low, 200_000),
             -rng.uniform(0.0, 1.0, 50_000),
-            -np.arange(1, 1021) * math.log(2),  # the reduction's edges: x = -n ln 2
+            -np.arange(1, int(low / math.log(2))) * math.log(2),  # the reduction's edges: x = -n ln 2
         ]
-    )
+    ).astype(dtype)
     out = np.empty_like(x)
     evaluate(x, out)
-    expected = np.exp(x)
+    assert out.dtype == dtype
+    expected = np.exp(x.astype(np.float64))  # exact to float64's rounding, far below dtype's ulp
     assert out[0] == 1.0 and out[1] == 1.0
-    assert (np.abs(out - expected) <= np.spacing(expected)).all()
+    ulp = np.spacing(expected.astype(dtype)).astype(np.float64)
+    assert (np.abs(out.astype(np.float64) - expected) <= ulp).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
@@ -177,3 +180,26 @@ def test_a_gradient_or_another_dtype_takes_the_array_path(dtype):
     assert torch.allclose(compiled.sums, traced.sums.detach(), rtol=100 * eps, atol=100 * eps)
     assert math.isclose(compiled.log_likelihood, traced.log_likelihood, rel_tol=100 * eps)
     assert math.isclose(compiled.entropy, traced.entropy, rel_tol=1e3 * eps)
+
+
+@pytest.mark.parametrize("with_rows", [False, True])
+def test_blocks_on_two_threads_give_the_one_thread_statistics(with_rows):
+    """Rows cut into one block a thread (each summing its own statistics, added in block order)."""
+    generator = torch.Generator().manual_seed(5)
+    X = torch.randn(40_000, 16, generator=generator, dtype=torch.float32)
+    means = X[:16].clone()
+    log_weights = torch.full((16,), -math.log(16), dtype=torch.float32)
+    weight = torch.rand(40_000, generator=generator, dtype=torch.float32)
+    rows = torch.arange(0, 40_000, 1, dtype=torch.long).flip(0) if with_rows else None
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = sufficient_stats(X, means, log_weights, 1.5, sample_weight=weight, rows=rows)
+        torch.set_num_threads(2)
+        two = sufficient_stats(X, means, log_weights, 1.5, sample_weight=weight, rows=rows)
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.allclose(one.counts, two.counts, rtol=1e-5)
+    assert torch.allclose(one.sums, two.sums, rtol=1e-5, atol=1e-2)
+    assert math.isclose(one.log_likelihood, two.log_likelihood, rel_tol=1e-12)
+    assert math.isclose(one.entropy, two.entropy, rel_tol=1e-12)
