@@ -212,10 +212,11 @@ def _gather(X, rows, weight, start, stop, x, weighted):  # pragma: no cover
 
 @_compiled()
 def _stats(
-    X, rows, weight, means, bias, two_beta, log_norm, floor_logit, floor_value, chunk, out
+    X, rows, weight, means, bias, two_beta, log_norm, floor_logit, floor_value, chunk, out, terms
 ):  # pragma: no cover
     """The E step of rows (all of ``X``, or ``X[rows]``): ``out`` (K, D + 2) gets ``Σ γ [w x, w ‖x‖², w]``;
-    returns ``(Σ w log p(x), Σ w H(γ))``."""
+    returns ``(Σ w log p(x), Σ w H(γ))``. ``terms`` (2, n_samples), or None: each row's top score and
+    lse written at its row number."""
     n_clusters, n_features = means.shape
     n_rows = X.shape[0] if rows is None else rows.shape[0]
     size = min(chunk, n_rows)
@@ -236,6 +237,10 @@ def _stats(
                 scores[k, j] += bias[k]
         tempered_block(scores, two_beta, floor_logit, floor_value, top[:n], lse[:n], row_entropy[:n])
         out += np.dot(scores, weighted[:n])
+        if terms is not None:
+            for j in range(n):
+                row = start + j if rows is None else rows[start + j]
+                terms[0, row], terms[1, row] = top[j], lse[j]
         for j in range(n):
             w = 1.0 if weight is None else weight[start + j if rows is None else rows[start + j]]
             if w > 0:
@@ -256,6 +261,7 @@ def tempered_stats(
     sample_weight: torch.Tensor | None = None,
     rows: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    row_terms: torch.Tensor | None = None,
 ) -> TemperedStats:
     """The statistics of :func:`~.kernels.sufficient_stats` at σ > 0 (no scatter) over CPU rows.
 
@@ -273,6 +279,8 @@ def tempered_stats(
         Only these rows (gathered a chunk at a time).
     chunk_size : int, optional
         Rows per chunk (default: about ``CHUNK_BYTES`` of scores and weighted rows).
+    row_terms : float64 tensor of shape (2, n_samples), optional
+        Each visited row's top score and lse (see :func:`~.kernels.sufficient_stats`).
 
     Returns
     -------
@@ -288,6 +296,7 @@ def tempered_stats(
     chunk = chunk_size or _chunk_rows(n_clusters, n_features, X.element_size())
     x, index = X.contiguous().numpy(), None if rows is None else rows.numpy()
     weight = None if sample_weight is None else sample_weight.numpy()
+    terms = None if row_terms is None else row_terms.numpy()
     arguments = (
         means.contiguous().numpy(),
         _bias(means, log_weights, sigma).numpy(),
@@ -303,8 +312,11 @@ def tempered_stats(
     def block(b: int) -> tuple[float, float]:
         part = blocks[b]
         if index is None:
-            return _stats(x[part], None, None if weight is None else weight[part], *arguments, outs[b])
-        return _stats(x, index[part], weight, *arguments, outs[b])
+            own_terms = None if terms is None else terms[:, part]
+            return _stats(
+                x[part], None, None if weight is None else weight[part], *arguments, outs[b], own_terms
+            )
+        return _stats(x, index[part], weight, *arguments, outs[b], terms)
 
     if len(blocks) == 1:
         sums = [block(0)]

@@ -79,6 +79,10 @@ class Annealer:
         self.sigma, self.soft, self.n_iter = math.inf, True, 0
         self.stats: SufficientStats | None = None
         self.stats_sigma = math.nan
+        # Each row's top score and lse at the last level's closing E step (the compiled CPU path
+        # writes them), from which one component's responsibilities take a product per row.
+        self.row_terms = X.new_empty((2, X.shape[0]), dtype=torch.float64) if X.device.type == "cpu" else None
+        self.terms_valid = False
 
     @property
     def n_born(self) -> int:
@@ -140,13 +144,20 @@ class Annealer:
             tol=tol,
             min_log_weight=self.min_log_weight,
             comm=self.comm,
+            row_terms=self.row_terms,
         )
         self.n_iter += result.n_iter
         self.means, self.log_weights = result.means, result.weights.log()
         self.settle(stats)
 
     def settle(self, stats: SufficientStats) -> None:
-        """Record the equilibrium whose E step gave ``stats``; then the Voronoi cells of its centroids."""
+        """Record the equilibrium whose E step (over all rows, given ``row_terms``) gave ``stats``; then
+        the Voronoi cells of its centroids."""
+        self.terms_valid = (
+            self.row_terms is not None
+            and compiled_e_step(self.X, self.means, self.log_weights, self.weight)
+            and not hard_temperature(self.sigma, self.X.dtype)
+        )
         self.record(stats)
         self.stats, self.stats_sigma = stats, self.sigma
         hard = stats.entropy / self.total < HARD_ENTROPY or self.sigma < self.sigma_floor
@@ -183,7 +194,10 @@ class Annealer:
             rows = torch.nonzero(self.labels == k).flatten()
             return math.sqrt(covariance_top_eigenvalue(self.X, self.weight[rows], self.comm, index=rows))
         rows = self.active_rows(k, NEGLIGIBLE * torch.finfo(self.X.dtype).eps)
-        gamma = _responsibility_column(self.X, rows, self.means, self.log_weights, self.sigma, k)
+        if self.terms_valid:
+            gamma = self._column_from_terms(rows, k)
+        else:
+            gamma = _responsibility_column(self.X, rows, self.means, self.log_weights, self.sigma, k)
         u = self.weight[rows] * gamma
         # Rows that hold less than eps of the cluster's weight between them change C_k by less than
         # rounding: leaving them out leaves about the cluster's own rows (a Gram matrix when few).
@@ -191,6 +205,19 @@ class Annealer:
         keep = u > torch.finfo(u.dtype).eps * total / max(self.comm.total(rows.numel()), 1)
         rows, u = rows[keep], u[keep]
         return math.sqrt(covariance_top_eigenvalue(self.X, u, self.comm, index=rows))
+
+    def _column_from_terms(self, rows: torch.Tensor, k: int) -> torch.Tensor:
+        """``γ_nk`` of the rows from the level's closing E step: ``exp(2β (t_nk − top_n) − lse_n)``
+        with ``t_nk = x_n·μ_k − ‖μ_k‖²/2 + σ² log π_k`` (0 where the E step puts it: at or below
+        :func:`~.kernels.negligible_logit`), one product per row instead of K."""
+        mean = self.means[k]
+        bias = (mean @ mean).item() * -0.5 + self.log_weights[k].item() * self.sigma**2
+        t = torch.mv(self.X[rows], mean).double() + bias
+        top, lse = self.row_terms[0, rows], self.row_terms[1, rows]
+        floor = negligible_logit(self.X.dtype)
+        logit = (t - top).mul_(1.0 / self.sigma**2).clamp_min_(floor.logit)
+        gamma = torch.where(logit.exp() > floor.value, (logit - lse).exp_(), 0.0)
+        return gamma.to(self.X.dtype)
 
     def split_locally(self, k: int) -> None:
         """Split k and re-equilibrate by EM whose E step visits only the rows near k.
@@ -222,11 +249,8 @@ class Annealer:
             )
             self.log_weights = log_weights.clamp_min(self.min_log_weight)
             self.n_iter += 1
-        self.settle(
-            sufficient_stats(
-                self.X, self.means, self.log_weights, self.sigma, sample_weight=self.weight, comm=self.comm
-            )
-        )
+        everywhere = dict(sample_weight=self.weight, comm=self.comm, row_terms=self.row_terms)
+        self.settle(sufficient_stats(self.X, self.means, self.log_weights, self.sigma, **everywhere))
 
     def split_hard(self, k: int) -> None:
         """A split at σ = 0: rows move to the new children where these are nearer."""

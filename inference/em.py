@@ -233,6 +233,7 @@ def em_iterations(
     tol: float,
     min_log_weight: float = -math.inf,
     comm: Comm = LOCAL,
+    row_terms: torch.Tensor | None = None,
 ) -> tuple[EMResult, SufficientStats]:
     """EM iterations on ``Data.rows`` (means in their frame); also the E-step statistics at the returned parameters.
 
@@ -240,17 +241,19 @@ def em_iterations(
     decides what an unconverged run means.
 
     ``min_log_weight`` floors the learned log-weights (annealing keeps every born component alive).
-    ``comm`` sums the statistics over the rows of every process.
+    ``comm`` sums the statistics over the rows of every process. ``row_terms`` goes to every E step
+    (:func:`~.kernels.sufficient_stats`): it ends up holding the last one's, at the returned parameters.
     """
     total = comm.total(X.shape[0] if weight is None else weight.sum().item())
-    stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight, comm=comm)
+    options = dict(sample_weight=weight, comm=comm, row_terms=row_terms)
+    stats = sufficient_stats(X, means, log_weights, sigma, **options)
     history, converged = [stats.log_likelihood], False
     for _ in range(max_iter):
         means, log_weights, sigma = m_step(
             stats, means, learn_weights=learn_weights, learn_sigma=learn_sigma, sigma=sigma
         )
         log_weights = log_weights.clamp_min(min_log_weight)
-        stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight, comm=comm)
+        stats = sufficient_stats(X, means, log_weights, sigma, **options)
         history.append(stats.log_likelihood)
         if history[-1] == history[-2] or abs(history[-1] - history[-2]) <= tol * total:  # −inf at σ → 0
             converged = True

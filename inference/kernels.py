@@ -367,6 +367,7 @@ def sufficient_stats(
     chunk_size: int | None = None,
     comm: Comm = LOCAL,
     rows: torch.Tensor | None = None,
+    row_terms: torch.Tensor | None = None,
 ) -> SufficientStats:
     """The E step: responsibility-weighted sufficient statistics at σ, accumulated over row chunks.
 
@@ -386,6 +387,11 @@ def sufficient_stats(
         Where the other rows are: the statistics are summed over its processes.
     rows : long tensor of shape (n_rows,), optional
         Only these rows of ``X`` (and of ``sample_weight``), gathered a chunk at a time.
+    row_terms : float64 tensor of shape (2, n_samples), optional
+        Where :func:`compiled_e_step` holds (and σ is soft): row n's ``max_k t_nk`` and
+        ``log Σ_k exp(2β (t_nk − max_j t_nj))`` are written into its column n (the rows visited
+        only), so that one component's responsibilities ``γ_nk = exp(2β (t_nk − max_j t_nj) − lse_n)``
+        can be had later from ``t_nk`` alone. Left as it is on other paths.
 
     Returns
     -------
@@ -396,9 +402,8 @@ def sufficient_stats(
         from ._estep import tempered_stats  # numba's compiled kernels: loaded when first needed
 
         floor = negligible_logit(X.dtype)
-        fast = tempered_stats(
-            X, means, log_weights, sigma, floor, sample_weight=sample_weight, rows=rows, chunk_size=chunk_size
-        )
+        options = dict(sample_weight=sample_weight, rows=rows, chunk_size=chunk_size, row_terms=row_terms)
+        fast = tempered_stats(X, means, log_weights, sigma, floor, **options)
         comm.sum_(*fast)
         return SufficientStats(*fast[:3], None, fast.log_likelihood.item(), fast.entropy.item())
     n_clusters, n_features = means.shape

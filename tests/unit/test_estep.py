@@ -203,3 +203,24 @@ def test_blocks_on_two_threads_give_the_one_thread_statistics(with_rows):
     assert torch.allclose(one.sums, two.sums, rtol=1e-5, atol=1e-2)
     assert math.isclose(one.log_likelihood, two.log_likelihood, rel_tol=1e-12)
     assert math.isclose(one.entropy, two.entropy, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_row_terms_are_each_rows_top_score_and_lse(dtype):
+    """``row_terms``: max_k t_nk and log Σ_k exp(2β (t_nk − max)) of each visited row, others untouched."""
+    generator = torch.Generator().manual_seed(11)
+    X = torch.randn(300, 3, generator=generator, dtype=F64).to(dtype)
+    means = X[:5].clone()
+    log_weights = torch.log_softmax(torch.randn(5, generator=generator, dtype=F64), 0).to(dtype)
+    sigma = 0.7
+    rows = torch.arange(0, 300, 2)
+    terms = torch.full((2, 300), -7.0, dtype=F64)
+    sufficient_stats(X, means, log_weights, sigma, rows=rows, row_terms=terms)
+    Xd, md = X.double(), means.double()
+    t = Xd @ md.T - 0.5 * (md * md).sum(-1) + sigma**2 * log_weights.double()
+    top = t.max(-1).values
+    lse = torch.logsumexp((t - top[:, None]) / sigma**2, -1)
+    eps = torch.finfo(dtype).eps
+    assert torch.allclose(terms[0, rows], top[rows], rtol=0, atol=64 * eps * t.abs().max().item())
+    assert torch.allclose(terms[1, rows], lse[rows], rtol=0, atol=64 * eps * t.abs().max().item() / sigma**2)
+    assert (terms[:, 1::2] == -7.0).all()
