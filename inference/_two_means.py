@@ -77,3 +77,64 @@ def two_means(y, u, sums, total, side, max_iter):  # pragma: no cover
         if not moved:
             break
     return left, right, mass_left
+
+
+@_compiled()
+def split_cell(y, u, max_iter):  # pragma: no cover
+    """A whole split proposal of the rows ``y`` (weights ``u``, summing to more than 0), in float64.
+
+    The weighted mean and covariance ``C = Σ u (y − m)(y − m)ᵀ / Σ u`` (two passes), the top
+    eigenpair of ``C`` (LAPACK through ``np.linalg.eigh``; the eigenvector's largest entry made
+    positive), the two sides of the mean along that axis, polished by :func:`two_means`.
+
+    Returns
+    -------
+    lam : float
+        ``λ_max(C)`` (at least 0).
+    left, right : float64 arrays of shape (n_features,)
+    mass_left : float
+        As :func:`two_means`; ``total`` itself (no split) when ``λ = 0``.
+    total : float
+        ``Σ u``.
+    mean : float64 array of shape (n_features,)
+    """
+    n_rows, n_features = y.shape
+    total = 0.0
+    sums = np.zeros(n_features)
+    for i in range(n_rows):
+        total += u[i]
+        for t in range(n_features):
+            sums[t] += u[i] * y[i, t]
+    mean = sums / total
+    cov = np.zeros((n_features, n_features))
+    for i in range(n_rows):
+        for a in range(n_features):
+            za = u[i] * (y[i, a] - mean[a])
+            for b in range(a + 1):
+                cov[a, b] += za * (y[i, b] - mean[b])
+    for a in range(n_features):
+        for b in range(a + 1):
+            cov[a, b] /= total
+            cov[b, a] = cov[a, b]
+    values, vectors = np.linalg.eigh(cov)
+    lam = max(values[-1], 0.0)
+    axis = vectors[:, -1].copy()
+    if lam <= 0.0:
+        return 0.0, mean, mean, total, total, mean
+    largest = 0
+    for t in range(1, n_features):
+        if abs(axis[t]) > abs(axis[largest]):
+            largest = t
+    if axis[largest] < 0:
+        axis = -axis
+    cut = 0.0
+    for t in range(n_features):
+        cut += mean[t] * axis[t]
+    side = np.empty(n_rows, dtype=np.bool_)
+    for i in range(n_rows):
+        projection = 0.0
+        for t in range(n_features):
+            projection += y[i, t] * axis[t]
+        side[i] = projection > cut
+    left, right, mass_left = two_means(y, u, sums, total, side, max_iter)
+    return lam, left, right, mass_left, total, mean

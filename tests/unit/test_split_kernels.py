@@ -1,6 +1,7 @@
 """The CPU kernels of a split: 2-means compiled, the covariance's top eigenpair by BLAS and LAPACK.
 
-The compiled 2-means of a cell (``_two_means``) against the array loop it replaces on the CPU.
+The compiled 2-means of a cell (``_two_means``), and below 9 features the whole compiled proposal,
+against the array loop they replace on the CPU.
 
 ``propose_split`` runs 2-means inside each cell; a cell held whole in one process on the CPU takes
 the compiled loop, any other (a process group, or a ``Comm`` subclass as here) the loop of array
@@ -66,6 +67,8 @@ def test_compiled_two_means_reaches_the_array_loops_split(cell_data):
     assert (compiled.left - looped.left).abs().max().item() <= tol
     assert (compiled.right - looped.right).abs().max().item() <= tol
     assert math.isclose(compiled.gain, looped.gain, rel_tol=1e4 * eps * X.shape[0], abs_tol=1e-300)
+    spread = ((X.double() - X.double().mean(0)) ** 2).sum(-1).max().item()
+    assert abs(compiled.critical_sigma2 - looped.critical_sigma2) <= 16 * (X.shape[0] + X.shape[1]) * eps * spread
     assert compiled.left.dtype == X.dtype
 
 
