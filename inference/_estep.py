@@ -279,7 +279,7 @@ def tempered_stats(
         Only these rows (gathered a chunk at a time).
     chunk_size : int, optional
         Rows per chunk (default: about ``CHUNK_BYTES`` of scores and weighted rows).
-    row_terms : float64 tensor of shape (2, n_samples), optional
+    row_terms : tensor of shape (2, n_samples), of ``X``'s dtype, optional
         Each visited row's top score and lse (see :func:`~.kernels.sufficient_stats`).
 
     Returns

@@ -81,7 +81,7 @@ class Annealer:
         self.stats_sigma = math.nan
         # Each row's top score and lse at the last level's closing E step (the compiled CPU path
         # writes them), from which one component's responsibilities take a product per row.
-        self.row_terms = X.new_empty((2, X.shape[0]), dtype=torch.float64) if X.device.type == "cpu" else None
+        self.row_terms = X.new_empty((2, X.shape[0])) if X.device.type == "cpu" else None
         self.terms_valid = False
 
     @property

@@ -387,7 +387,7 @@ def sufficient_stats(
         Where the other rows are: the statistics are summed over its processes.
     rows : long tensor of shape (n_rows,), optional
         Only these rows of ``X`` (and of ``sample_weight``), gathered a chunk at a time.
-    row_terms : float64 tensor of shape (2, n_samples), optional
+    row_terms : tensor of shape (2, n_samples), of ``X``'s dtype, optional
         Where :func:`compiled_e_step` holds (and σ is soft): row n's ``max_k t_nk`` and
         ``log Σ_k exp(2β (t_nk − max_j t_nj))`` are written into its column n (the rows visited
         only), so that one component's responsibilities ``γ_nk = exp(2β (t_nk − max_j t_nj) − lse_n)``

@@ -214,13 +214,15 @@ def test_row_terms_are_each_rows_top_score_and_lse(dtype):
     log_weights = torch.log_softmax(torch.randn(5, generator=generator, dtype=F64), 0).to(dtype)
     sigma = 0.7
     rows = torch.arange(0, 300, 2)
-    terms = torch.full((2, 300), -7.0, dtype=F64)
+    terms = torch.full((2, 300), -7.0, dtype=dtype)
     sufficient_stats(X, means, log_weights, sigma, rows=rows, row_terms=terms)
     Xd, md = X.double(), means.double()
     t = Xd @ md.T - 0.5 * (md * md).sum(-1) + sigma**2 * log_weights.double()
     top = t.max(-1).values
     lse = torch.logsumexp((t - top[:, None]) / sigma**2, -1)
     eps = torch.finfo(dtype).eps
-    assert torch.allclose(terms[0, rows], top[rows], rtol=0, atol=64 * eps * t.abs().max().item())
-    assert torch.allclose(terms[1, rows], lse[rows], rtol=0, atol=64 * eps * t.abs().max().item() / sigma**2)
+    assert torch.allclose(terms[0, rows].double(), top[rows], rtol=0, atol=64 * eps * t.abs().max().item())
+    assert torch.allclose(
+        terms[1, rows].double(), lse[rows], rtol=0, atol=64 * eps * t.abs().max().item() / sigma**2
+    )
     assert (terms[:, 1::2] == -7.0).all()

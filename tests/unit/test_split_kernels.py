@@ -68,7 +68,10 @@ def test_compiled_two_means_reaches_the_array_loops_split(cell_data):
     assert (compiled.right - looped.right).abs().max().item() <= tol
     assert math.isclose(compiled.gain, looped.gain, rel_tol=1e4 * eps * X.shape[0], abs_tol=1e-300)
     spread = ((X.double() - X.double().mean(0)) ** 2).sum(-1).max().item()
-    assert abs(compiled.critical_sigma2 - looped.critical_sigma2) <= 16 * (X.shape[0] + X.shape[1]) * eps * spread
+    assert (
+        abs(compiled.critical_sigma2 - looped.critical_sigma2)
+        <= 16 * (X.shape[0] + X.shape[1]) * eps * spread
+    )
     assert compiled.left.dtype == X.dtype
 
 
