@@ -70,6 +70,8 @@ class Annealer:
         self.labels = torch.zeros(X.shape[0], dtype=torch.long, device=X.device)
         self.min_sq: torch.Tensor | None = None
         self.proposals: list[SplitProposal] = [propose_split(X, weight, comm)]
+        # The rows each proposal was made from (None: all of them), for split-merge to reuse.
+        self.proposal_rows: list[torch.Tensor | None] = [None]
         self.stale = [False]
         self.parents: list[int] = [-1]
         self.births: list[int] = [0]
@@ -98,6 +100,7 @@ class Annealer:
                 return k
             rows = torch.nonzero(self.labels == k).flatten()
             self.proposals[k] = propose_split(self.X, self.weight[rows], self.comm, index=rows)
+            self.proposal_rows[k] = rows
             self.stale[k] = False
 
     def _children_weights(self, k: int, p: SplitProposal) -> torch.Tensor:
@@ -119,6 +122,7 @@ class Annealer:
         self.parents.append(k)
         self.births.append(len(self.levels))
         self.proposals.append(p)
+        self.proposal_rows.append(self.proposal_rows[k])  # p was made from those rows
         self.stale[k] = True
         self.stale.append(True)
 

@@ -13,7 +13,14 @@ from ._comm import LOCAL, Comm
 from .kernels import chunk_rows
 from .lloyd import LloydResult, lloyd_rows
 
-__all__ = ["SplitProposal", "covariance_top_eigenvalue", "propose_split", "removal_costs", "split_merge"]
+__all__ = [
+    "CellProposal",
+    "SplitProposal",
+    "covariance_top_eigenvalue",
+    "propose_split",
+    "removal_costs",
+    "split_merge",
+]
 
 #: 2-means iterations inside one cell; they stop earlier when the two sides stop changing.
 TWO_MEANS_ITER = 30
@@ -317,15 +324,33 @@ def removal_costs(X, weight, means, labels, comm: Comm = LOCAL) -> torch.Tensor:
     return comm.sum_(costs)[0]
 
 
-def _cell_proposals(X, weight, labels, n_clusters, comm: Comm) -> list[SplitProposal]:
+class CellProposal(NamedTuple):
+    """A split proposal and the rows of ``X`` it was made from (None: not known)."""
+
+    rows: torch.Tensor | None
+    proposal: SplitProposal
+
+
+def _same_rows(known: list[CellProposal] | None, k: int, rows: torch.Tensor) -> bool:
+    made_from = None if known is None or k >= len(known) else known[k].rows
+    return made_from is not None and made_from.shape == rows.shape and torch.equal(made_from, rows)
+
+
+def _cell_proposals(X, weight, labels, n_clusters, comm: Comm, known=None) -> list[CellProposal]:
+    """Each cluster's proposal (rows in increasing order); one made from the very same rows in every
+    process (``known[k]``) is taken as it is: the same call would give the same numbers."""
     order = torch.argsort(labels, stable=True)
     counts = torch.bincount(labels, minlength=n_clusters).tolist()
-    proposals, start = [], 0
+    cells, start = [], 0
     for count in counts:
-        rows = order[start : start + count]
-        proposals.append(propose_split(X, weight[rows], comm, index=rows))
+        cells.append(order[start : start + count])
         start += count
-    return proposals
+    same = [_same_rows(known, k, rows) for k, rows in enumerate(cells)]
+    changed = comm.sum_(X.new_tensor([0.0 if s else 1.0 for s in same]))[0].tolist()  # one reduction
+    return [
+        known[k] if not changed[k] else CellProposal(rows, propose_split(X, weight[rows], comm, index=rows))
+        for k, rows in enumerate(cells)
+    ]
 
 
 def _candidate_pairs(proposals, costs, n_trials, inertia) -> list[tuple[int, int]]:
@@ -353,11 +378,13 @@ def split_merge(
     max_iter: int,
     variance: float,
     comm: Comm = LOCAL,
+    known: list[CellProposal] | None = None,
 ) -> tuple[LloydResult, int]:
     """Split-merge moves at σ = 0 until none of the ``n_trials`` most promising ones lowers the inertia.
 
     ``X`` is ``Data.rows`` (``result`` in their frame) and ``variance`` is ``Data.variance``, which
-    scales the screening tolerance.
+    scales the screening tolerance. ``known[k]``: a proposal for cluster k made earlier (annealing's),
+    reused where the cluster has the same rows; each round reuses the last round's likewise.
 
     A move deletes centroid j (its rows go to their next-nearest centroids) and splits cluster i in
     two (:func:`propose_split`), then runs Lloyd's algorithm to a fixed point; it is kept when the
@@ -374,7 +401,8 @@ def split_merge(
     """
     n_iter = 0
     while True:
-        proposals = _cell_proposals(X, weight, result.labels, result.means.shape[0], comm)
+        known = _cell_proposals(X, weight, result.labels, result.means.shape[0], comm, known)
+        proposals = [cell.proposal for cell in known]
         costs = removal_costs(X, weight, result.means, result.labels, comm)
         for i, j in _candidate_pairs(proposals, costs, n_trials, result.inertia):
             means = result.means.clone()

@@ -10,7 +10,7 @@ import torch
 
 from ._comm import LOCAL, Comm
 from ._levels import Annealer
-from ._split import split_merge
+from ._split import CellProposal, split_merge
 from .data import Data, prepare_data
 from .em import check_weights_mode, convergence_warning
 from .kernels import serial_if_small
@@ -348,13 +348,16 @@ def anneal_core(
     while state.n_born < n_clusters:
         state.step()
     state.cool()
-    result = _finish(data, weight, state.means, max_iter=LLOYD_MAX_ITER, n_trials=n_trials, comm=comm)
+    known = [CellProposal(rows, p) for rows, p in zip(state.proposal_rows, state.proposals, strict=True)]
+    finish = dict(max_iter=LLOYD_MAX_ITER, n_trials=n_trials, comm=comm, known=known)
+    result = _finish(data, weight, state.means, **finish)
     state.n_iter += result[1]
     return _result(result[0], data, state)
 
 
-def _finish(data: Data, weight, means, *, max_iter, n_trials, comm) -> tuple[LloydResult, int]:
-    """σ = 0: Lloyd's algorithm to a fixed point, then split-merge moves (in the rows' frame)."""
+def _finish(data: Data, weight, means, *, max_iter, n_trials, comm, known=None) -> tuple[LloydResult, int]:
+    """σ = 0: Lloyd's algorithm to a fixed point, then split-merge moves (in the rows' frame), reusing
+    the ``known`` proposals of clusters whose rows Lloyd's algorithm left as they were."""
     X = data.rows
     result = lloyd_rows(X, means, weight, max_iter=max_iter, tol=0.0, comm=comm)
     if not result.converged:
@@ -368,7 +371,14 @@ def _finish(data: Data, weight, means, *, max_iter, n_trials, comm) -> tuple[Llo
     if n_trials == 0 or means.shape[0] < 2:
         return result, result.n_iter
     refined, n_iter = split_merge(
-        X, weight, result, n_trials=n_trials, max_iter=max_iter, variance=data.variance, comm=comm
+        X,
+        weight,
+        result,
+        n_trials=n_trials,
+        max_iter=max_iter,
+        variance=data.variance,
+        comm=comm,
+        known=known,
     )
     return refined, result.n_iter + n_iter
 

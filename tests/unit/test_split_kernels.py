@@ -118,3 +118,25 @@ def test_top_eigenpair_of_a_known_matrix():
         assert lam == pytest.approx(3.0, rel=4 * torch.finfo(dtype).eps)
         assert torch.allclose(vector.abs(), torch.tensor([1.0, 1.0, 0.0], dtype=dtype) / math.sqrt(2.0))
         assert vector.dtype == dtype
+
+
+def test_split_merge_reuses_a_proposal_only_for_the_same_rows():
+    """A known proposal is taken for a cluster of exactly its rows, never for one whose rows changed;
+    with the true proposals known, split-merge ends where it ends without them."""
+    from kmeans_limit.inference.lloyd import lloyd_rows
+
+    X = prepare_data(torch.from_numpy(np.random.default_rng(4).normal(size=(600, 2)))).rows
+    weight = torch.ones(600, dtype=X.dtype)
+    start = lloyd_rows(X, X[:6].clone(), weight, max_iter=300, tol=0.0)
+    fresh = _split._cell_proposals(X, weight, start.labels, 6, Comm())
+    marker = _split.SplitProposal(1.0, X[0], X[1], 1.0, 1.0, 1.0)
+    known = [_split.CellProposal(cell.rows, marker) for cell in fresh]
+    known[2] = _split.CellProposal(fresh[2].rows[1:], marker)  # one row fewer: not the same cell
+    again = _split._cell_proposals(X, weight, start.labels, 6, Comm(), known)
+    assert all(again[k].proposal is marker for k in range(6) if k != 2)
+    assert again[2].proposal is not marker and torch.equal(again[2].proposal.left, fresh[2].proposal.left)
+    options = dict(n_trials=8, max_iter=300, variance=1.0)
+    plain, n_plain = _split.split_merge(X, weight, start, **options)
+    reused, n_reused = _split.split_merge(X, weight, start, **options, known=fresh)
+    assert torch.equal(plain.means, reused.means) and torch.equal(plain.labels, reused.labels)
+    assert n_plain == n_reused
