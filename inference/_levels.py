@@ -216,12 +216,15 @@ class Annealer:
         :func:`~.kernels.negligible_logit`), one product per row instead of K."""
         mean = self.means[k]
         bias = (mean @ mean).item() * -0.5 + self.log_weights[k].item() * self.sigma**2
-        t = torch.mv(self.X[rows], mean).double() + bias
-        top, lse = self.row_terms[0, rows], self.row_terms[1, rows]
         floor = negligible_logit(self.X.dtype)
-        logit = (t - top).mul_(1.0 / self.sigma**2).clamp_min_(floor.logit)
-        gamma = torch.where(logit.exp() > floor.value, (logit - lse).exp_(), 0.0)
-        return gamma.to(self.X.dtype)
+        gamma = self.X.new_empty(rows.shape[0])
+        for chunk in chunk_rows(rows.shape[0], self.X.shape[1], device=self.X.device):  # no copy of X
+            index = rows[chunk]
+            t = torch.mv(self.X[index], mean).double() + bias
+            logit = (t - self.row_terms[0, index]).mul_(1.0 / self.sigma**2).clamp_min_(floor.logit)
+            lse = self.row_terms[1, index]
+            gamma[chunk] = torch.where(logit.exp() > floor.value, (logit - lse).exp_(), 0.0)
+        return gamma
 
     def split_locally(self, k: int) -> None:
         """Split k and re-equilibrate by EM whose E step visits only the rows near k.

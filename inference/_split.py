@@ -97,15 +97,16 @@ class _Cell:
     def scatter(self, u: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """``Σ_n u_n (y_n − m)(y_n − m)ᵀ``, of shape (n_features, n_features).
 
-        A cell copied out of ``X`` on the CPU takes one symmetric rank-k update (BLAS ``?syrk``
-        of the rows ``sqrt(u_n) (y_n − m)``: half the products of a general one).
+        On the CPU each chunk of rows takes one symmetric rank-k update (BLAS ``?syrk`` of the rows
+        ``sqrt(u_n) (y_n − m)``: half the products of a general one).
         """
-        if self.index is None and self.X.device.type == "cpu":
-            return _gram((self.X - mean) * u.clamp_min(0.0).sqrt()[:, None], transpose=True)
         total = self.X.new_zeros(self.X.shape[1], self.X.shape[1])
         for rows, y in self._chunks():
-            z = y - mean
-            total += (z * u[rows, None]).T @ z
+            if y.device.type == "cpu":
+                total += _gram((y - mean) * u[rows].clamp_min(0.0).sqrt()[:, None], transpose=True)
+            else:
+                z = y - mean
+                total += (z * u[rows, None]).T @ z
         return total
 
 
