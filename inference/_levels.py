@@ -194,9 +194,25 @@ class Annealer:
         cluster is unstable (a duplicated centroid separates) for ``σ² < λ_max(C_k)`` (Rose 1998). In
         the hard limit the responsibilities are one-hot and ``C_k`` is the covariance of k's cell.
         """
+        compiled = type(self.comm) is Comm and compiled_e_step(
+            self.X, self.means, self.log_weights, self.weight
+        )
         if not self.soft or hard_temperature(self.sigma, self.X.dtype):
             rows = torch.nonzero(self.labels == k).flatten()
+            if compiled:
+                from ._critical import hard_cell_matrix, top_eigenvalue
+
+                return math.sqrt(top_eigenvalue(hard_cell_matrix(self.X, self.weight[rows], rows)))
             return math.sqrt(covariance_top_eigenvalue(self.X, self.weight[rows], self.comm, index=rows))
+        if compiled and self.terms_valid:  # one compiled pass over the rows (see ._critical)
+            from ._critical import soft_cell_matrix, top_eigenvalue
+
+            threshold = math.log(NEGLIGIBLE * torch.finfo(self.X.dtype).eps)
+            cell = (self.X, self.weight, self.labels, self.min_sq, self.means, self.log_weights, k)
+            floor = negligible_logit(self.X.dtype)
+            return math.sqrt(
+                top_eigenvalue(soft_cell_matrix(*cell, self.sigma, threshold, self.row_terms, floor))
+            )
         rows = self.active_rows(k, NEGLIGIBLE * torch.finfo(self.X.dtype).eps)
         if self.terms_valid:
             gamma = self._column_from_terms(rows, k)
@@ -242,6 +258,8 @@ class Annealer:
         outside = _with_new_component(_combine(self.stats, before, -1.0))
         self.split(k)
         tol = self.tol * self.scale / (2.0 * self.sigma**2) * self.total
+        if self._local_em_compiled(rows, outside, tol):
+            return None
         previous = None
         for _ in range(self.max_iter):
             stats = _combine(
@@ -256,8 +274,41 @@ class Annealer:
             )
             self.log_weights = log_weights.clamp_min(self.min_log_weight)
             self.n_iter += 1
+        self._close_level()
+
+    def _close_level(self) -> None:
         everywhere = dict(sample_weight=self.weight, comm=self.comm, row_terms=self.row_terms)
         self.settle(sufficient_stats(self.X, self.means, self.log_weights, self.sigma, **everywhere))
+
+    def _local_em_compiled(self, rows: torch.Tensor, outside: SufficientStats, tol: float) -> bool:
+        """:meth:`split_locally`'s EM by one compiled call (:mod:`._em_loop`) where that takes the
+        problem; whether it did."""
+        if not compiled_e_step(self.X, self.means, self.log_weights, self.weight):
+            return False
+        from ._em_loop import compiled_em, takes_compiled_em  # numba's kernels: loaded when first needed
+
+        if not takes_compiled_em(
+            self.X, self.means, self.log_weights, self.sigma, self.weight, self.comm, rows.shape[0]
+        ):
+            return False
+        fit = compiled_em(
+            self.X,
+            self.means,
+            self.log_weights,
+            self.sigma,
+            sample_weight=self.weight,
+            learn_weights=self.learn_weights,
+            max_iter=self.max_iter,
+            tol=tol,
+            min_log_weight=self.min_log_weight,
+            rows=rows,
+            outside=outside,
+            final_e=False,
+        )
+        self.means, self.log_weights = fit.means, fit.log_weights
+        self.n_iter += fit.n_iter
+        self._close_level()
+        return True
 
     def split_hard(self, k: int) -> None:
         """A split at σ = 0: rows move to the new children where these are nearer."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ._comm import LOCAL, Comm
@@ -232,12 +233,7 @@ def propose_split(
         (Boley's principal direction divisive partitioning) and are polished by 2-means.
     """
     cell = _Cell(X, index)
-    if (
-        cell.index is None
-        and X.device.type == "cpu"
-        and type(comm) is Comm
-        and X.shape[1] <= COMPILED_FEATURES
-    ):
+    if cell.index is None and X.device.type == "cpu" and type(comm) is Comm:
         return _compiled_proposal(cell.X, u)
     total = comm.total(u.sum().item())
     sums = comm.sum_(cell.weighted_sum(u))[0]
@@ -256,20 +252,40 @@ def propose_split(
 
 #: A cell of at most this many features, held whole on the CPU, is split by one compiled call
 #: (:func:`._two_means.split_cell`): at few features the dozen array calls of a proposal cost more
-#: than its arithmetic (0.3 ms a proposal on s1, 55 proposals a run).
+#: than its arithmetic (0.3 ms a proposal on s1, 55 proposals a run). A wider one takes two
+#: compiled calls with LAPACK's top eigenpair between them.
 COMPILED_FEATURES = 8
 
 
 def _compiled_proposal(y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
-    """:func:`propose_split` of the rows ``y`` (all in this process, on the CPU) by one compiled call."""
+    """:func:`propose_split` of the rows ``y`` (all in this process, on the CPU) by compiled calls:
+    the mean and covariance (or Gram matrix) in float64 (:func:`._critical.cell_scatter`), the top
+    eigenpair (:func:`_top_eigenpair`), the sides along it polished by 2-means."""
     dtype = y.dtype
     total = u.sum().item()
     if y.shape[0] < 2 or total <= 0:
         mean = (u @ y) / total if total > 0 else y.new_zeros(y.shape[1])
         return SplitProposal(0.0, mean, mean, total, 0.0, 0.0)
-    from ._two_means import split_cell
+    from ._two_means import split_along, split_cell
 
-    lam, left, right, mass_a, total, mean = split_cell(y.contiguous().numpy(), u.numpy(), TWO_MEANS_ITER)
+    rows = y.contiguous().numpy()
+    if y.shape[1] <= COMPILED_FEATURES:
+        lam, left, right, mass_a, total, mean = split_cell(rows, u.numpy(), TWO_MEANS_ITER)
+    else:
+        from ._critical import CHUNK_ROWS, cell_scatter
+
+        matrix, z, total, mean = cell_scatter(rows, None, u.double().numpy(), CHUNK_ROWS)
+        lam, vector = _top_eigenpair(torch.from_numpy(matrix))
+        axis = vector.numpy()
+        if z.shape[0] > 0:  # the Gram matrix's eigenvector w: the covariance's is Zᵀw
+            axis = z.T @ axis
+            norm = float(np.linalg.norm(axis))
+            lam, axis = (lam, axis / norm) if norm > 0 else (0.0, axis)
+        lam = max(lam, 0.0)
+        if lam <= 0:
+            mean_t = torch.from_numpy(mean).to(dtype)
+            return SplitProposal(0.0, mean_t, mean_t, total, 0.0, 0.0)
+        left, right, mass_a = split_along(rows, u.numpy(), mean * total, total, mean, axis, TWO_MEANS_ITER)
     mass_b = total - mass_a
     mean_t = torch.from_numpy(mean).to(dtype)
     if mass_a <= 0 or mass_b <= 0:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._fused import _compiled
 
-__all__ = ["two_means"]
+__all__ = ["split_along", "split_cell", "two_means"]
 
 
 @_compiled()
@@ -118,9 +118,17 @@ def split_cell(y, u, max_iter):  # pragma: no cover
             cov[b, a] = cov[a, b]
     values, vectors = np.linalg.eigh(cov)
     lam = max(values[-1], 0.0)
-    axis = vectors[:, -1].copy()
     if lam <= 0.0:
         return 0.0, mean, mean, total, total, mean
+    left, right, mass_left = split_along(y, u, sums, total, mean, vectors[:, -1].copy(), max_iter)
+    return lam, left, right, mass_left, total, mean
+
+
+@_compiled()
+def split_along(y, u, sums, total, mean, axis, max_iter):  # pragma: no cover
+    """The sides of the rows ``y`` on either side of ``mean`` along ``axis`` (its sign fixed first:
+    largest entry positive), polished by :func:`two_means`; returns ``(left, right, mass_left)``."""
+    n_rows, n_features = y.shape
     largest = 0
     for t in range(1, n_features):
         if abs(axis[t]) > abs(axis[largest]):
@@ -136,5 +144,4 @@ def split_cell(y, u, max_iter):  # pragma: no cover
         for t in range(n_features):
             projection += y[i, t] * axis[t]
         side[i] = projection > cut
-    left, right, mass_left = two_means(y, u, sums, total, side, max_iter)
-    return lam, left, right, mass_left, total, mean
+    return two_means(y, u, sums, total, side, max_iter)

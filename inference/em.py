@@ -10,7 +10,7 @@ import torch
 
 from ._comm import LOCAL, Comm
 from .data import Data, prepare_data
-from .kernels import SufficientStats, nearest_centroid, serial_if_small, sufficient_stats
+from .kernels import SufficientStats, compiled_e_step, nearest_centroid, serial_if_small, sufficient_stats
 from .validation import (
     check_means,
     check_n_clusters,
@@ -245,6 +245,30 @@ def em_iterations(
     (:func:`~.kernels.sufficient_stats`): it ends up holding the last one's, at the returned parameters.
     """
     total = comm.total(X.shape[0] if weight is None else weight.sum().item())
+    if not learn_sigma and compiled_e_step(X, means, log_weights, weight):
+        from ._em_loop import compiled_em, takes_compiled_em  # numba's kernels: loaded when first needed
+
+        if takes_compiled_em(X, means, log_weights, sigma, weight, comm, X.shape[0]):
+            options = dict(learn_weights=learn_weights, max_iter=max_iter, min_log_weight=min_log_weight)
+            fit = compiled_em(
+                X,
+                means,
+                log_weights,
+                sigma,
+                sample_weight=weight,
+                tol=tol * total,
+                row_terms=row_terms,
+                **options,
+            )
+            history = torch.tensor(fit.history, dtype=torch.float64)
+            converged = fit.converged
+            result = EMResult(
+                fit.means, fit.log_weights.exp(), sigma, fit.history[-1], fit.n_iter, converged, history
+            )
+            stats = fit.stats
+            return result, SufficientStats(
+                *stats[:3], None, stats.log_likelihood.item(), stats.entropy.item()
+            )
     options = dict(sample_weight=weight, comm=comm, row_terms=row_terms)
     stats = sufficient_stats(X, means, log_weights, sigma, **options)
     history, converged = [stats.log_likelihood], False

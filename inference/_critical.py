@@ -1,0 +1,205 @@
+"""The critical σ of one cluster at an annealing level, its rows found and weighed in one compiled call.
+
+Private to :mod:`kmeans_limit.inference._levels` (``Annealer.critical_sigma``). A cluster's critical
+σ is ``sqrt(λ_max)`` of its responsibility-weighted covariance. The array path took a dozen tensor
+operations over all N rows to find the rows that may hold some of the cluster (its test, then the
+responsibilities from the level's per-row terms, the weights, the mean, the scatter): on the 2-D
+SIPU sets that was a fifth of an annealing run. Here one pass over the rows finds them and their
+weights, a second their mean, a third their scatter (a chunk of rows at a time by one BLAS product),
+all in float64; only the eigenvalue of the small matrix that comes back is left to LAPACK.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ._fused import _compiled
+
+__all__ = ["cell_scatter", "hard_cell_matrix", "soft_cell_matrix", "top_eigenvalue"]
+
+#: Rows whose weighted, centred copies are multiplied together by one BLAS call.
+CHUNK_ROWS = 256
+
+
+@_compiled()
+def _soft_weights(X, weight, labels, min_sq, log_weights, mean, k, beta, log_threshold, terms, bias,
+                  two_beta, floor_logit, floor_value, index, u):  # pragma: no cover  # fmt: skip
+    """Rows that may hold ``γ_nk ≥ exp(log_threshold)`` into ``index`` and ``w_n γ_nk`` into ``u``
+    (float64); returns how many.
+
+    A row is kept where ``log π_k − β ‖x − μ_k‖² ≥ log π_{z_n} − β d2_{n z_n} + log_threshold``; its
+    ``γ_nk = exp(2β (t_nk − top_n) − lse_n)`` from the level's terms (``t_nk = x·μ_k + bias``), 0
+    where the clamped logit's exponential is at or below ``floor_value``, as the E step has it.
+    """
+    n_rows, n_features = X.shape
+    count = 0
+    for i in range(n_rows):
+        sq = 0.0
+        dot = 0.0
+        for t in range(n_features):
+            value = np.float64(X[i, t])
+            gap = value - mean[t]
+            sq += gap * gap
+            dot += value * mean[t]
+        own = log_weights[k] - beta * sq
+        if own < log_weights[labels[i]] - beta * min_sq[i] + log_threshold:
+            continue
+        logit = max((dot + bias - terms[0, i]) * two_beta, floor_logit)
+        gamma = math.exp(logit - terms[1, i]) if math.exp(logit) > floor_value else 0.0
+        index[count] = i
+        u[count] = (1.0 if weight is None else weight[i]) * gamma
+        count += 1
+    return count
+
+
+@_compiled()
+def cell_scatter(X, index, u, chunk):  # pragma: no cover
+    """The weighted covariance of the rows ``X[index]`` (all of ``X`` for None) in float64.
+
+    With ``m = Σ u x / Σ u`` (two passes, no cancellation) and ``Z`` the rows ``sqrt(u / Σ u) (x − m)``:
+    the ``D × D`` covariance ``ZᵀZ`` (a chunk of rows of ``Z`` at a time by one BLAS product), or,
+    for fewer rows than features, the ``n × n`` Gram matrix ``ZZᵀ`` (the same nonzero eigenvalues;
+    ``Zᵀw`` is the eigenvector of ``ZᵀZ`` for the eigenvector ``w`` of ``ZZᵀ``).
+
+    Returns
+    -------
+    matrix : float64 array, (D, D) or (n, n); (0, 0) when the rows weigh nothing
+    z : float64 array of shape (n, D) for the Gram matrix, else (0, D)
+    total : float
+        ``Σ u``.
+    mean : float64 array of shape (n_features,)
+    """
+    n_rows = X.shape[0] if index is None else index.shape[0]
+    n_features = X.shape[1]
+    total = 0.0
+    mean = np.zeros(n_features)
+    for j in range(n_rows):
+        row = j if index is None else index[j]
+        total += u[j]
+        for t in range(n_features):
+            mean[t] += u[j] * X[row, t]
+    if total <= 0.0:
+        return np.zeros((0, 0)), np.zeros((0, n_features)), total, mean
+    mean /= total
+    if n_rows < n_features:
+        z = np.empty((n_rows, n_features))
+        for j in range(n_rows):
+            row = j if index is None else index[j]
+            scale = math.sqrt(u[j] / total)
+            for t in range(n_features):
+                z[j, t] = scale * (X[row, t] - mean[t])
+        return np.dot(z, z.T), z, total, mean
+    matrix = np.zeros((n_features, n_features))
+    z = np.empty((min(chunk, n_rows), n_features))
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        for j in range(start, stop):
+            row = j if index is None else index[j]
+            scale = math.sqrt(u[j] / total)
+            for t in range(n_features):
+                z[j - start, t] = scale * (X[row, t] - mean[t])
+        part = z[: stop - start]
+        matrix += np.dot(part.T, part)
+    return matrix, np.zeros((0, n_features)), total, mean
+
+
+def hard_cell_matrix(X: torch.Tensor, u: torch.Tensor, rows: torch.Tensor) -> np.ndarray:
+    """The small symmetric matrix whose top eigenvalue is ``λ_max`` of the rows ``X[rows]`` weighed by
+    ``u`` (of shape (n_rows,)): the covariance, or the Gram matrix (see :func:`cell_scatter`); float64,
+    (0, 0) when they weigh nothing."""
+    index = rows.numpy()
+    if index.shape[0] == 0:
+        return np.zeros((0, 0))
+    return cell_scatter(X.contiguous().numpy(), index, u.numpy().astype(np.float64), CHUNK_ROWS)[0]
+
+
+def soft_cell_matrix(
+    X: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    min_sq: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    k: int,
+    sigma: float,
+    log_threshold: float,
+    terms: torch.Tensor,
+    floor: tuple[float, float],
+) -> np.ndarray:
+    """As :func:`hard_cell_matrix` for soft cluster ``k``: its rows weighed by ``w_n γ_nk``.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_samples, n_features), on the CPU
+    weight : tensor of shape (n_samples,)
+    labels, min_sq : tensors of shape (n_samples,)
+        Each row's nearest centroid and squared distance to it.
+    means : tensor of shape (n_clusters, n_features)
+    log_weights : tensor of shape (n_clusters,)
+    k : int
+    sigma : float > 0
+        The level's σ (``β = 1 / 2σ²``).
+    log_threshold : float
+        The rows kept may hold ``γ_nk`` at least ``exp(log_threshold)`` (a superset, found from the
+        nearest centroid: see ``Annealer.active_rows``).
+    terms : tensor of shape (2, n_samples)
+        The level's closing E step's top score and lse of each row.
+    floor : (logit, value)
+        :func:`~.kernels.negligible_logit` of the data's dtype.
+
+    Returns
+    -------
+    array of shape (m, m), float64
+        Rows holding less than ``eps · Σ u / n`` each (less than rounding between them) are left out.
+    """
+    x = X.contiguous().numpy()
+    mean = means[k].double().numpy()
+    bias = float(mean @ mean) * -0.5 + log_weights[k].item() * sigma**2
+    index = np.empty(x.shape[0], dtype=np.int64)
+    u = np.empty(x.shape[0])
+    count = _soft_weights(
+        x,
+        weight.numpy(),
+        labels.numpy(),
+        min_sq.numpy(),
+        log_weights.double().numpy(),
+        mean,
+        k,
+        1.0 / (2.0 * sigma**2),
+        log_threshold,
+        terms.numpy(),
+        bias,
+        1.0 / sigma**2,
+        *floor,
+        index,
+        u,
+    )
+    index, u = index[:count], u[:count]
+    keep = u > torch.finfo(X.dtype).eps * u.sum() / max(count, 1)
+    index, u = index[keep], u[keep]
+    if index.shape[0] == 0:
+        return np.zeros((0, 0))
+    return cell_scatter(x, index, u, CHUNK_ROWS)[0]
+
+
+def top_eigenvalue(matrix: np.ndarray) -> float:
+    """The largest eigenvalue of a symmetric float64 matrix (at least 0; 0 for an empty one).
+
+    LAPACK's ``?syevr`` for that one value (no vectors), or NumPy's ``eigvalsh`` below 9 × 9, where
+    SciPy's wrapper costs more than the routine.
+    """
+    size = matrix.shape[0]
+    if size == 0:
+        return 0.0
+    if size <= 8:
+        return max(float(np.linalg.eigvalsh(matrix)[-1]), 0.0)
+    from scipy.linalg import lapack
+
+    (syevr,) = lapack.get_lapack_funcs(("syevr",), (matrix,))
+    values, _vectors, _found, _support, info = syevr(matrix, compute_v=0, range="I", il=size, iu=size)
+    if info != 0:  # no convergence: the full decomposition, which reports its own failure
+        return max(float(np.linalg.eigvalsh(matrix)[-1]), 0.0)
+    return max(float(values[0]), 0.0)

@@ -1,0 +1,225 @@
+"""The compiled EM loop (``_em_loop``) and the compiled critical σ (``_critical``) against references.
+
+``em_iterations`` and annealing's local EM take :func:`compiled_em` for small CPU problems; the
+references are the array loop they replace (E steps by ``sufficient_stats``, M steps by ``m_step``,
+written out here as ``_levels`` and ``em`` had them), on prepared rows at offsets far from the
+origin, tiny and huge scales, float32 and float64, sample weights with zeros, a subset of rows with
+the other rows' statistics added. One EM run is a chaotic map in float32 (each step's rounding
+moves the next), so the float64 runs are held to 1e-9 of the scale over ten iterations and the
+float32 ones over two (where the compiled M step's float32 arithmetic and the tensors' differ in
+the order of a sum at most: a few ulps of the statistics, 1e-4 of the scale with room).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmeans_limit.inference import _critical, _em_loop  # the kernels themselves: no public twin
+from kmeans_limit.inference.data import prepare_data
+from kmeans_limit.inference.em import m_step
+from kmeans_limit.inference.kernels import SufficientStats, negligible_logit, sufficient_stats
+
+F64 = torch.float64
+
+
+@st.composite
+def problems(draw):
+    """Prepared rows of a blob mixture at an offset and scale, centroids, log-weights, σ, weights."""
+    dtype = draw(st.sampled_from([torch.float32, F64]))
+    n_features = draw(st.sampled_from([1, 2, 5, 12]))
+    n_clusters = draw(st.integers(1, 6))
+    n_samples = draw(st.integers(n_clusters, 300))
+    scale = 10.0 ** draw(st.floats(-6.0, 6.0))
+    offset = draw(st.sampled_from([0.0, 1e3, 1e6 if dtype == F64 else 1e3]))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    centres = 3.0 * torch.randn(n_clusters, n_features, generator=generator, dtype=F64)
+    X0 = centres[torch.arange(n_samples) % n_clusters]
+    X0 = X0 + torch.randn(n_samples, n_features, generator=generator, dtype=F64)
+    data = prepare_data((scale * (X0 + offset)).to(dtype))
+    means = data.rows[torch.randperm(n_samples, generator=generator)[:n_clusters]].clone()
+    log_weights = torch.full((n_clusters,), -math.log(n_clusters), dtype=dtype)
+    sigma = scale * 10.0 ** draw(st.floats(math.log10(0.3), math.log10(3.0)))
+    weight = torch.rand(n_samples, generator=generator, dtype=F64).to(dtype)
+    weight[torch.rand(n_samples, generator=generator) < 0.2] = 0.0
+    weight[0] = 1.0  # some weight in every case
+    return data.rows, means, log_weights, sigma, weight, scale, draw(st.booleans())
+
+
+def array_loop(
+    X,
+    means,
+    log_weights,
+    sigma,
+    weight,
+    *,
+    learn,
+    max_iter,
+    tol,
+    floor,
+    rows=None,
+    outside=None,
+    final_e=True,
+):
+    """The loops of ``em_iterations`` (``final_e``) and of annealing's local EM, on tensors."""
+
+    def e_step(means, log_weights):
+        stats = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight, rows=rows)
+        if outside is None:
+            return stats
+        return SufficientStats(
+            *(a + b for a, b in zip(stats[:3], outside[:3], strict=True)),
+            None,
+            stats.log_likelihood + outside.log_likelihood,
+            stats.entropy + outside.entropy,
+        )
+
+    def m(stats, means):
+        new_means, new_log_weights, _ = m_step(
+            stats, means, learn_weights=learn, learn_sigma=False, sigma=sigma
+        )
+        return new_means, new_log_weights.clamp_min(floor)
+
+    history, n_iter = [], 0
+    if final_e:
+        stats = e_step(means, log_weights)
+        history.append(stats.log_likelihood)
+        for _ in range(max_iter):
+            means, log_weights = m(stats, means)
+            n_iter += 1
+            stats = e_step(means, log_weights)
+            history.append(stats.log_likelihood)
+            if abs(history[-1] - history[-2]) <= tol:
+                break
+        return means, log_weights, n_iter, history
+    for _ in range(max_iter):
+        stats = e_step(means, log_weights)
+        history.append(stats.log_likelihood)
+        if len(history) > 1 and abs(history[-1] - history[-2]) <= tol:
+            break
+        means, log_weights = m(stats, means)
+        n_iter += 1
+    return means, log_weights, n_iter, history
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(problems(), st.booleans(), st.sampled_from([0.0, 1e-3, math.inf]))
+def test_compiled_em_is_the_array_loop(problem, local, relative_tol):
+    X, means, log_weights, sigma, weight, scale, learn = problem
+    float64 = X.dtype == F64
+    max_iter = 10 if float64 else 2
+    total = weight.sum().item()
+    tol = relative_tol * total  # 0: every iteration; inf: one M step
+    floor = math.log(torch.finfo(X.dtype).tiny)
+    options = dict(learn=learn, max_iter=max_iter, tol=tol, floor=floor)
+    compiled_options = dict(learn_weights=learn, max_iter=max_iter, tol=tol, min_log_weight=floor)
+    rows = outside = None
+    if local:  # a subset of the rows visited, the statistics of the others added
+        rows = torch.nonzero(torch.arange(X.shape[0]) % 3 != 1).flatten()
+        others = torch.nonzero(torch.arange(X.shape[0]) % 3 == 1).flatten()
+        outside = sufficient_stats(X, means, log_weights, sigma, sample_weight=weight, rows=others)
+    expected = array_loop(
+        X, means, log_weights, sigma, weight, rows=rows, outside=outside, final_e=not local, **options
+    )
+    fit = _em_loop.compiled_em(
+        X,
+        means,
+        log_weights,
+        sigma,
+        sample_weight=weight,
+        rows=rows,
+        outside=outside,
+        final_e=not local,
+        **compiled_options,
+    )
+    assert fit.n_iter == expected[2]
+    assert len(fit.history) == len(expected[3])
+    tolerance = 1e-9 if float64 else 1e-4
+    torch.testing.assert_close(fit.means, expected[0], rtol=0, atol=tolerance * scale)
+    torch.testing.assert_close(fit.log_weights.exp(), expected[1].exp(), rtol=0, atol=tolerance)
+    spread = abs(expected[3][0]) + total * (X.shape[1] + 1)
+    np.testing.assert_allclose(fit.history, expected[3], rtol=0, atol=tolerance * spread)
+    assert means.data_ptr() != fit.means.data_ptr()  # the caller's tensors are left as they were
+
+
+def test_em_iterations_takes_the_compiled_loop_and_keeps_its_results():
+    """``em_iterations`` on a small CPU problem: the compiled loop, the array loop's numbers."""
+    from kmeans_limit.inference.em import em_iterations
+
+    generator = torch.Generator().manual_seed(3)
+    X = prepare_data(torch.randn(400, 3, generator=generator, dtype=F64) + 50.0).rows
+    means, log_weights = X[:4].clone(), torch.full((4,), -math.log(4), dtype=F64)
+    assert _em_loop.takes_compiled_em(X, means, log_weights, 0.8, None, _em_loop.Comm(), X.shape[0])
+    options = dict(weight=None, learn_weights=True, learn_sigma=False, max_iter=50, tol=1e-9)
+    result, stats = em_iterations(X, means, log_weights, 0.8, **options)
+    expected = array_loop(
+        X, means, log_weights, 0.8, None, learn=True, max_iter=50, tol=1e-9 * 400, floor=-math.inf
+    )
+    assert result.n_iter == expected[2] and result.converged == (expected[2] < 50)
+    torch.testing.assert_close(result.means, expected[0], rtol=0, atol=1e-10)
+    closing = sufficient_stats(X, result.means, result.weights.log(), 0.8)
+    torch.testing.assert_close(stats.counts, closing.counts, rtol=1e-12, atol=1e-9)
+    assert stats.log_likelihood == pytest.approx(closing.log_likelihood, rel=1e-12)
+
+
+def weighted_top_eigenvalue(X, u):
+    """``λ_max`` of ``Σ u (x − m)(x − m)ᵀ / Σ u`` in float64, by NumPy."""
+    x, u = X.double().numpy(), u.double().numpy()
+    mean = u @ x / u.sum()
+    z = x - mean
+    return float(np.linalg.eigvalsh((z * u[:, None]).T @ z / u.sum())[-1])
+
+
+@pytest.mark.parametrize("n_features", [1, 3, 9, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("n_rows", [2, 30, 700])
+def test_hard_cell_eigenvalue_is_numpys(n_features, dtype, n_rows):
+    """Fewer rows than features (the Gram matrix) and more (the covariance, in chunks of rows)."""
+    generator = torch.Generator().manual_seed(n_features * n_rows)
+    X = (1e4 + torch.randn(900, n_features, generator=generator, dtype=F64) * 1e-2).to(dtype)
+    rows = torch.randperm(900, generator=generator)[:n_rows]
+    u = torch.rand(n_rows, generator=generator, dtype=F64).to(dtype)
+    lam = _critical.top_eigenvalue(_critical.hard_cell_matrix(X, u, rows))
+    expected = weighted_top_eigenvalue(X[rows], u)
+    assert lam == pytest.approx(expected, rel=1e-9 if dtype == F64 else 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("n_features", [2, 12])
+def test_soft_cell_eigenvalue_is_the_responsibility_weighted_one(dtype, n_features):
+    """γ from the level's terms, the rows found from the nearest centroids: float64 formulas over all rows."""
+    generator = torch.Generator().manual_seed(n_features)
+    centres = 4.0 * torch.randn(5, n_features, generator=generator, dtype=F64)
+    X0 = centres[torch.arange(2000) % 5] + torch.randn(2000, n_features, generator=generator, dtype=F64)
+    X = prepare_data((X0 * 1e3 + 1e4).to(dtype)).rows
+    means = torch.stack([X[torch.arange(2000) % 5 == k].mean(0) for k in range(5)])
+    log_weights = torch.log_softmax(torch.randn(5, generator=generator, dtype=F64), 0).to(dtype)
+    weight = torch.rand(2000, generator=generator, dtype=F64).to(dtype)
+    sigma = 1.5e3
+    terms = X.new_empty(2, 2000)
+    sufficient_stats(X, means, log_weights, sigma, sample_weight=weight, row_terms=terms)
+    d2 = torch.cdist(X.double(), means.double()).square()
+    min_sq, labels = d2.min(1)
+    logits = log_weights.double() - d2 / (2 * sigma**2)
+    for k in range(5):
+        gamma = torch.softmax(logits, 1)[:, k]
+        expected = weighted_top_eigenvalue(X, weight.double() * gamma)
+        threshold = math.log(1e-3 * torch.finfo(dtype).eps)
+        floor = negligible_logit(dtype)
+        cell = (X, weight, labels, min_sq.to(dtype), means, log_weights, k, sigma, threshold, terms, floor)
+        lam = _critical.top_eigenvalue(_critical.soft_cell_matrix(*cell))
+        assert lam == pytest.approx(expected, rel=1e-9 if dtype == F64 else 1e-4), k
+
+
+def test_top_eigenvalue_of_known_matrices():
+    assert _critical.top_eigenvalue(np.zeros((0, 0))) == 0.0
+    for size in (1, 5, 20):
+        order = np.random.default_rng(size).permutation(size)
+        matrix = np.diag(np.arange(size, dtype=np.float64))[order][:, order].copy()  # symmetric
+        assert _critical.top_eigenvalue(matrix) == size - 1
+    assert _critical.top_eigenvalue(-np.eye(3)) == 0.0  # at least 0: a covariance's
