@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _fused
 from ._fused import DIRECT_FEATURES, _blocks, _compiled, _first_min, _pool, add_rows, direct_scores
-from .kernels import threadpools
+from .kernels import one_blas_thread
 
 __all__ = ["elkan_step", "hamerly_step", "row_sq_norms"]
 
@@ -254,7 +254,7 @@ def _run(kernel, x, means, weight, labels, bounds, geometry, with_sums, fresh, n
             sums[b] if with_sums else None, counts[b], chunk, direct,
         )  # fmt: skip
 
-    with threadpools().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         if len(blocks) == 1:
             changes = [block(0)]
         else:

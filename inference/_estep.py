@@ -25,7 +25,7 @@ from llvmlite import ir
 from numba.extending import intrinsic, overload
 
 from ._fused import _blocks, _compiled, _pool, fused_multiply_add, prefer_wide_vectors
-from .kernels import cpu_threads, threadpools
+from .kernels import cpu_threads, one_blas_thread
 
 __all__ = ["TemperedStats", "exp_nonpositive", "tempered_block", "tempered_column", "tempered_stats"]
 
@@ -321,7 +321,7 @@ def tempered_stats(
     if len(blocks) == 1:
         sums = [block(0)]
     else:
-        with threadpools().limit(limits=1, user_api="blas"):  # BLAS on one thread inside each block
+        with one_blas_thread():  # BLAS on one thread inside each block
             sums = list(_pool(len(blocks)).map(block, range(len(blocks))))
     log_likelihood = math.fsum(value for value, _ in sums)
     entropy = math.fsum(value for _, value in sums)

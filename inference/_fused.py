@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba.extending import intrinsic
 
-from .kernels import threadpools
+from .kernels import one_blas_thread
 
 __all__ = [
     "add_rows",
@@ -342,7 +342,7 @@ def _run(x, means, weight, labels, with_sums, n_threads):
         else:
             _nearest_blas(*part, chunk)
 
-    with threadpools().limit(limits=1, user_api="blas"):  # BLAS on one thread inside each block
+    with one_blas_thread():  # BLAS on one thread inside each block
         if len(blocks) == 1:
             block(0)
         else:

@@ -79,6 +79,15 @@ def _serial() -> Iterator[None]:
         _CALLER_THREADS.reset(token)
 
 
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """A context running BLAS on one thread (inside the blocks of rows a compiled kernel shares among
+    its own threads): threadpoolctl's limit, which costs ~0.1 ms a call, or nothing within
+    :func:`serial_if_small`, which has limited every pool to one thread already."""
+    if _CALLER_THREADS.get() is not None:
+        return contextlib.nullcontext()
+    return threadpools().limit(limits=1, user_api="blas")
+
+
 def cpu_threads() -> int:
     """The number of CPU threads the caller gave torch (its count before any ``serial_if_small``)."""
     saved = _CALLER_THREADS.get()
