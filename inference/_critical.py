@@ -18,41 +18,83 @@ import torch
 
 from ._fused import _compiled
 
-__all__ = ["cell_scatter", "hard_cell_matrix", "soft_cell_matrix", "top_eigenvalue"]
+__all__ = ["cell_scatter", "hard_cell_matrix", "nearby_rows", "soft_cell_matrix", "top_eigenvalue"]
 
 #: Rows whose weighted, centred copies are multiplied together by one BLAS call.
 CHUNK_ROWS = 256
 
 
+@_compiled(inline="always")
+def _near(X, i, mean, labels, min_sq, log_weights, k, beta, log_threshold):  # pragma: no cover
+    """Whether row i may hold ``γ_nk ≥ exp(log_threshold)``: ``log π_k − β ‖x − μ_k‖² ≥ log π_{z_n}
+    − β d2_{n z_n} + log_threshold`` for its nearest centroid ``z_n`` (float64)."""
+    sq = 0.0
+    for t in range(X.shape[1]):
+        gap = np.float64(X[i, t]) - mean[t]
+        sq += gap * gap
+    return log_weights[k] - beta * sq >= log_weights[labels[i]] - beta * min_sq[i] + log_threshold
+
+
+@_compiled()
+def _nearby(X, labels, min_sq, log_weights, mean, k, beta, log_threshold, index):  # pragma: no cover
+    """The rows :func:`_near` keeps, into ``index``; returns how many."""
+    count = 0
+    for i in range(X.shape[0]):
+        if _near(X, i, mean, labels, min_sq, log_weights, k, beta, log_threshold):
+            index[count] = i
+            count += 1
+    return count
+
+
 @_compiled()
 def _soft_weights(X, weight, labels, min_sq, log_weights, mean, k, beta, log_threshold, terms, bias,
                   two_beta, floor_logit, floor_value, index, u):  # pragma: no cover  # fmt: skip
-    """Rows that may hold ``γ_nk ≥ exp(log_threshold)`` into ``index`` and ``w_n γ_nk`` into ``u``
-    (float64); returns how many.
-
-    A row is kept where ``log π_k − β ‖x − μ_k‖² ≥ log π_{z_n} − β d2_{n z_n} + log_threshold``; its
-    ``γ_nk = exp(2β (t_nk − top_n) − lse_n)`` from the level's terms (``t_nk = x·μ_k + bias``), 0
-    where the clamped logit's exponential is at or below ``floor_value``, as the E step has it.
+    """The rows :func:`_near` keeps into ``index`` and their ``w_n γ_nk`` into ``u`` (float64);
+    returns how many. ``γ_nk = exp(2β (t_nk − top_n) − lse_n)`` from the level's terms
+    (``t_nk = x·μ_k + bias``), 0 where the clamped logit's exponential is at or below
+    ``floor_value``, as the E step has it.
     """
-    n_rows, n_features = X.shape
     count = 0
-    for i in range(n_rows):
-        sq = 0.0
-        dot = 0.0
-        for t in range(n_features):
-            value = np.float64(X[i, t])
-            gap = value - mean[t]
-            sq += gap * gap
-            dot += value * mean[t]
-        own = log_weights[k] - beta * sq
-        if own < log_weights[labels[i]] - beta * min_sq[i] + log_threshold:
+    for i in range(X.shape[0]):
+        if not _near(X, i, mean, labels, min_sq, log_weights, k, beta, log_threshold):
             continue
+        dot = 0.0
+        for t in range(X.shape[1]):
+            dot += np.float64(X[i, t]) * mean[t]
         logit = max((dot + bias - terms[0, i]) * two_beta, floor_logit)
         gamma = math.exp(logit - terms[1, i]) if math.exp(logit) > floor_value else 0.0
         index[count] = i
         u[count] = (1.0 if weight is None else weight[i]) * gamma
         count += 1
     return count
+
+
+def nearby_rows(
+    X: torch.Tensor,
+    labels: torch.Tensor,
+    min_sq: torch.Tensor,
+    means: torch.Tensor,
+    log_weights: torch.Tensor,
+    k: int,
+    sigma: float,
+    threshold: float,
+) -> torch.Tensor:
+    """The rows where centroid k may hold responsibility at least ``threshold`` at σ (a superset,
+    found from each row's nearest centroid ``labels`` at squared distance ``min_sq``), in order:
+    ``Annealer.active_rows`` in one compiled pass (the test in float64)."""
+    index = np.empty(X.shape[0], dtype=np.int64)
+    count = _nearby(
+        X.contiguous().numpy(),
+        labels.numpy(),
+        min_sq.numpy(),
+        log_weights.double().numpy(),
+        means[k].double().numpy(),
+        k,
+        1.0 / (2.0 * sigma**2),
+        math.log(threshold),
+        index,
+    )
+    return torch.from_numpy(index[:count].copy())
 
 
 @_compiled()

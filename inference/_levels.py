@@ -181,6 +181,12 @@ class Annealer:
 
         ``max_j (log π_j − β d2_nj) ≥ log π_{z_n} − β d2_{n z_n}`` for the nearest centroid ``z_n``.
         """
+        if compiled_e_step(self.X, self.means, self.log_weights, self.weight):
+            from ._critical import nearby_rows
+
+            return nearby_rows(
+                self.X, self.labels, self.min_sq, self.means, self.log_weights, k, self.sigma, threshold
+            )
         beta = 1.0 / (2.0 * self.sigma**2)
         own = self.log_weights[k] - beta * row_sq_norms(self.X, self.means[k])
         bound = self.log_weights[self.labels] - beta * self.min_sq

@@ -223,3 +223,28 @@ def test_top_eigenvalue_of_known_matrices():
         matrix = np.diag(np.arange(size, dtype=np.float64))[order][:, order].copy()  # symmetric
         assert _critical.top_eigenvalue(matrix) == size - 1
     assert _critical.top_eigenvalue(-np.eye(3)) == 0.0  # at least 0: a covariance's
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_nearby_rows_are_the_rows_the_bound_keeps(dtype):
+    """``log π_k − β‖x − μ_k‖² ≥ log π_z − β d2_z + log t`` row by row, in float64 (rows within
+    1e-3 of the boundary in float32 may fall either way)."""
+    generator = torch.Generator().manual_seed(5)
+    X = prepare_data((torch.randn(3000, 3, generator=generator, dtype=F64) * 1e2 + 1e5).to(dtype)).rows
+    means = X[:6].clone()
+    log_weights = torch.log_softmax(torch.randn(6, generator=generator, dtype=F64), 0).to(dtype)
+    d2 = torch.cdist(X.double(), means.double()).square()
+    min_sq, labels = d2.min(1)
+    sigma, threshold = 40.0, 1e-4
+    beta = 1.0 / (2 * sigma**2)
+    for k in range(6):
+        margin = (log_weights[k].double() - beta * d2[:, k]) - (
+            log_weights.double()[labels] - beta * min_sq + math.log(threshold)
+        )
+        rows = _critical.nearby_rows(X, labels, min_sq.to(dtype), means, log_weights, k, sigma, threshold)
+        kept = torch.zeros(3000, dtype=torch.bool)
+        kept[rows] = True
+        assert torch.equal(rows, torch.sort(rows).values)  # in order
+        sure = margin.abs() > (0.0 if dtype == F64 else 1e-3)
+        assert torch.equal(kept[sure], (margin >= 0)[sure]), k
+        assert 0 < rows.numel() < 3000
