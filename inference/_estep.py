@@ -211,43 +211,65 @@ def _gather(X, rows, weight, start, stop, x, weighted):  # pragma: no cover
 
 
 @_compiled()
+def _chunk_e(x, weighted, x_sq, w, ids, means, bias, two_beta, log_norm, floor_logit, floor_value, top, lse,
+             row_entropy, out, terms):  # pragma: no cover  # fmt: skip
+    """The E step of one chunk of rows ``x`` (n × D): ``out`` (K, D + 2) gets ``Σ γ [w x, w ‖x‖², w]``
+    from ``weighted`` (n × (D + 2)); returns ``(Σ w log p(x), Σ w H(γ))``, ``x_sq`` holding ``‖x‖²``
+    and ``w`` the rows' weights (None: 1). ``terms`` (2, ·), or None: each row's top score and lse
+    written at its row number ``ids``."""
+    n_clusters = means.shape[0]
+    n = x.shape[0]
+    beta = 0.5 * two_beta
+    scores = np.dot(means, x.T)
+    for k in range(n_clusters):
+        for j in range(n):
+            scores[k, j] += bias[k]
+    tempered_block(scores, two_beta, floor_logit, floor_value, top[:n], lse[:n], row_entropy[:n])
+    out += np.dot(scores, weighted)
+    if terms is not None:
+        for j in range(n):
+            terms[0, ids[j]], terms[1, ids[j]] = top[j], lse[j]
+    log_likelihood = entropy = 0.0
+    for j in range(n):
+        weight = 1.0 if w is None else w[j]
+        if weight > 0:
+            # −β (‖x‖² − 2 t_max) = max_k (log π_k − β d2_nk) (the expansion may round below 0).
+            density = lse[j] - beta * max(x_sq[j] - 2.0 * top[j], 0.0) - log_norm
+            log_likelihood += weight * density
+            entropy += weight * row_entropy[j]
+    return log_likelihood, entropy
+
+
+@_compiled()
 def _stats(
     X, rows, weight, means, bias, two_beta, log_norm, floor_logit, floor_value, chunk, out, terms
 ):  # pragma: no cover
     """The E step of rows (all of ``X``, or ``X[rows]``): ``out`` (K, D + 2) gets ``Σ γ [w x, w ‖x‖², w]``;
     returns ``(Σ w log p(x), Σ w H(γ))``. ``terms`` (2, n_samples), or None: each row's top score and
-    lse written at its row number."""
-    n_clusters, n_features = means.shape
+    lse written at its row number. The rows are gathered a chunk at a time (see :func:`_chunk_e`)."""
+    n_features = means.shape[1]
     n_rows = X.shape[0] if rows is None else rows.shape[0]
     size = min(chunk, n_rows)
     x = np.empty((size, n_features), dtype=X.dtype)
     weighted = np.empty((size, n_features + 2), dtype=X.dtype)
+    w = np.empty(size, dtype=X.dtype)
     top = np.empty(size, dtype=X.dtype)
     lse = np.empty(size, dtype=X.dtype)
     row_entropy = np.empty(size, dtype=X.dtype)
     log_likelihood = entropy = 0.0
-    beta = 0.5 * two_beta
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         n = stop - start
         x_sq = _gather(X, rows, weight, start, stop, x, weighted)
-        scores = np.dot(means, x[:n].T)
-        for k in range(n_clusters):
-            for j in range(n):
-                scores[k, j] += bias[k]
-        tempered_block(scores, two_beta, floor_logit, floor_value, top[:n], lse[:n], row_entropy[:n])
-        out += np.dot(scores, weighted[:n])
-        if terms is not None:
-            for j in range(n):
-                row = start + j if rows is None else rows[start + j]
-                terms[0, row], terms[1, row] = top[j], lse[j]
+        ids = np.arange(start, stop) if rows is None else rows[start:stop]
         for j in range(n):
-            w = 1.0 if weight is None else weight[start + j if rows is None else rows[start + j]]
-            if w > 0:
-                # −β (‖x‖² − 2 t_max) = max_k (log π_k − β d2_nk) (the expansion may round below 0).
-                density = lse[j] - beta * max(x_sq[j] - 2.0 * top[j], 0.0) - log_norm
-                log_likelihood += w * density
-                entropy += w * row_entropy[j]
+            w[j] = weighted[j, n_features + 1]
+        density, spread = _chunk_e(
+            x[:n], weighted[:n], x_sq, w[:n], ids, means, bias, two_beta, log_norm, floor_logit,
+            floor_value, top, lse, row_entropy, out, terms,
+        )  # fmt: skip
+        log_likelihood += density
+        entropy += spread
     return log_likelihood, entropy
 
 

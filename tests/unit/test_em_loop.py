@@ -248,3 +248,21 @@ def test_nearby_rows_are_the_rows_the_bound_keeps(dtype):
         sure = margin.abs() > (0.0 if dtype == F64 else 1e-3)
         assert torch.equal(kept[sure], (margin >= 0)[sure]), k
         assert 0 < rows.numel() < 3000
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_rows_gathered_once_or_a_chunk_at_a_time_give_the_same_numbers(monkeypatch, local):
+    """The EM loop gathers small problems' rows once (``PREPARED_BYTES``); others per chunk, alike."""
+    generator = torch.Generator().manual_seed(11)
+    X = prepare_data(torch.randn(700, 9, generator=generator, dtype=torch.float32) + 3.0).rows
+    means, log_weights = X[:5].clone(), torch.full((5,), -math.log(5), dtype=torch.float32)
+    weight = torch.rand(700, generator=generator, dtype=F64).to(torch.float32)
+    rows = torch.arange(0, 700, 2) if local else None
+    options = dict(sample_weight=weight, learn_weights=True, max_iter=6, tol=0.0, min_log_weight=-50.0)
+    terms = [X.new_zeros(2, 700), X.new_zeros(2, 700)]
+    once = _em_loop.compiled_em(X, means, log_weights, 0.9, rows=rows, row_terms=terms[0], **options)
+    monkeypatch.setattr(_em_loop, "PREPARED_BYTES", 0)
+    chunked = _em_loop.compiled_em(X, means, log_weights, 0.9, rows=rows, row_terms=terms[1], **options)
+    assert torch.equal(once.means, chunked.means) and torch.equal(once.log_weights, chunked.log_weights)
+    assert once.history == chunked.history and once.n_iter == chunked.n_iter == 6
+    assert torch.equal(terms[0], terms[1]) and (terms[0] != 0).any()
