@@ -286,6 +286,15 @@ def lloyd_rows(
     unweighted = weight is None
     if unweighted:
         weight = torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
+    if X.device.type == "cpu" and type(comm) is Comm and means.dtype == weight.dtype == X.dtype:
+        from ._lloyd_host import host_lloyd  # the same loop on arrays, between the compiled steps
+
+        options = dict(unweighted=unweighted, max_iter=max_iter, tol=tol, n_threads=cpu_threads())
+        host = host_lloyd(_host(X), _host(means).copy(), _host(weight), **options)
+        means = torch.from_numpy(host.means)
+        labels = torch.from_numpy(host.labels) if host.strict else _argmin_rows(X, means)
+        inertia = (labelled_sq_distances(X, means, labels) @ weight).item()
+        return LloydResult(means, labels, inertia, host.n_iter, host.converged)
     labels_old, strict, converged, n_iter = None, False, False, 0
     while n_iter < max_iter:
         n_iter += 1

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kmeans_limit.inference import _critical, _em_loop  # the kernels themselves: no public twin
+from kmeans_limit.inference._comm import Comm
 from kmeans_limit.inference.data import prepare_data
 from kmeans_limit.inference.em import m_step
 from kmeans_limit.inference.kernels import SufficientStats, negligible_logit, sufficient_stats
@@ -266,3 +267,30 @@ def test_rows_gathered_once_or_a_chunk_at_a_time_give_the_same_numbers(monkeypat
     assert torch.equal(once.means, chunked.means) and torch.equal(once.log_weights, chunked.log_weights)
     assert once.history == chunked.history and once.n_iter == chunked.n_iter == 6
     assert torch.equal(terms[0], terms[1]) and (terms[0] != 0).any()
+
+
+class _Elsewhere(Comm):
+    """The single-process Comm under another type: ``lloyd_rows`` then takes its tensor loop."""
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(("n_features", "n_clusters"), [(2, 6), (20, 9)])
+def test_lloyd_on_arrays_is_the_tensor_loop(dtype, weighted, n_features, n_clusters):
+    """Same centroids, labels, iterations and inertia, bit for bit, empty clusters relocated too
+    (centroids started on one row: all but one cluster empty after the first step)."""
+    from kmeans_limit.inference.lloyd import lloyd_rows
+
+    generator = torch.Generator().manual_seed(n_features)
+    X = prepare_data(
+        (torch.randn(600, n_features, generator=generator, dtype=F64) * 1e3 + 1e5).to(dtype)
+    ).rows
+    weight = torch.rand(600, generator=generator, dtype=F64).to(dtype) if weighted else None
+    starts = [X[:n_clusters].clone(), X[:1].repeat(n_clusters, 1) + 1e-3 * torch.arange(n_clusters)[:, None]]
+    for means in starts:
+        for tol in (0.0, 1e-2):
+            host = lloyd_rows(X, means.to(dtype), weight, max_iter=300, tol=tol)
+            tensor = lloyd_rows(X, means.to(dtype), weight, max_iter=300, tol=tol, comm=_Elsewhere())
+            assert torch.equal(host.means, tensor.means) and torch.equal(host.labels, tensor.labels)
+            assert host.n_iter == tensor.n_iter and host.converged == tensor.converged
+            assert host.inertia == tensor.inertia
