@@ -8,7 +8,8 @@ dozen tensor operations and the bookkeeping between them took as long again: her
 compiled call, its E step the same compiled function on the same chunks, its M step
 :func:`~.em.m_step`'s arithmetic in the data's dtype (the statistics rounded to it first, as the
 tensors of the array path are). Problems large enough for more than one block of rows
-(:func:`._fused._blocks`) stay on the array path, whose E step runs on the caller's threads.
+(:func:`._fused._blocks`) stay on the array path, whose E step runs on the caller's threads, and
+so do those whose gathered rows would exceed ``PREPARED_BYTES``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ._comm import Comm
-from ._estep import TemperedStats, _chunk_e, _chunk_rows, _gather, _in_dtype, _stats
+from ._estep import TemperedStats, _chunk_e, _chunk_rows, _gather, _in_dtype
 from ._fused import _blocks, _compiled
 from .kernels import compiled_e_step, cpu_threads, hard_temperature, negligible_logit
 
@@ -55,14 +56,16 @@ class CompiledEM(NamedTuple):
 
 def takes_compiled_em(X, means, log_weights, sigma: float, sample_weight, comm: Comm, n_rows: int) -> bool:
     """Whether :func:`compiled_em` takes this problem: the compiled E step's tensors
-    (:func:`~.kernels.compiled_e_step`), a soft σ, every row in this process, and one block of rows
-    (a problem the E step would not share among threads)."""
+    (:func:`~.kernels.compiled_e_step`), a soft σ, every row in this process, one block of rows
+    (a problem the E step would not share among threads), and copies of its ``n_rows`` rows within
+    ``PREPARED_BYTES``."""
     n_clusters, n_features = means.shape
     return (
         type(comm) is Comm
         and not hard_temperature(sigma, X.dtype)
         and compiled_e_step(X, means, log_weights, sample_weight)
         and len(_blocks(n_rows, cpu_threads(), n_clusters * n_features)) == 1
+        and n_rows * (2 * n_features + 4) * X.element_size() <= PREPARED_BYTES
     )
 
 
@@ -94,9 +97,10 @@ def _m_step(out, outside, means, log_weights, learn_weights, min_log_weight):  #
     return stats
 
 
-#: The rows an EM run visits are gathered once, with their weighted copies ``[w x, w ‖x‖², w]``,
-#: when these take at most this many bytes; otherwise every E step gathers them a chunk at a time.
-#: The gather was 35-40% of an E step at D = 64-256 (1024 × 16 × 256: 0.41 of 1.0 ms).
+#: The rows an EM run visits are gathered once, with their weighted copies ``[w x, w ‖x‖², w]``
+#: (the gather was 35-40% of an E step at D = 64-256: 1024 × 16 × 256, 0.41 of 1.0 ms): problems
+#: whose copies would take more than this many bytes stay on the array path, whose E step gathers
+#: a chunk of rows at a time (and whose overhead is small beside their E steps).
 PREPARED_BYTES = 1 << 24
 
 
@@ -134,17 +138,13 @@ def _prepared_stats(x, weighted, x_sq, w, ids, means, bias, two_beta, log_norm, 
 
 @_compiled(error_model="numpy")
 def _em_loop(
-    X, rows, weight, means, log_weights, sigma_sq, two_beta, log_norm, floor_logit, floor_value, chunk,
+    x, weighted, x_sq, w, ids, means, log_weights, sigma_sq, two_beta, log_norm, floor_logit, floor_value, chunk,
     outside, outside_ll, outside_entropy, learn_weights, min_log_weight, max_iter, tol, final_e, terms, history,
-    prepared,
 ):  # pragma: no cover  # fmt: skip
-    """E, then (M, E) until two log-likelihoods come within ``tol`` (see :func:`compiled_em`); returns
-    ``(n_iter, n_e_steps, converged, stats, log_likelihood, entropy)`` of the last E step."""
+    """E, then (M, E) until two log-likelihoods come within ``tol`` (see :func:`compiled_em`), on the
+    rows :func:`_prepare` gathered; returns ``(n_iter, n_e_steps, converged, stats, log_likelihood,
+    entropy)`` of the last E step."""
     n_clusters, n_features = means.shape
-    if prepared:
-        x, weighted, x_sq, w, ids = _prepare(X, rows, weight)
-    else:
-        x, weighted, x_sq, w, ids = _prepare(X[:0], None, None)
     bias = np.empty(n_clusters, dtype=means.dtype)
     stats = np.zeros((n_clusters, n_features + 2), dtype=means.dtype)
     new_means = means.copy()
@@ -163,15 +163,22 @@ def _em_loop(
                 square += means[k, t] * means[k, t]
             bias[k] = square * -0.5 + log_weights[k] * sigma_sq
         out = np.zeros((n_clusters, n_features + 2))
-        if prepared:
-            density, spread = _prepared_stats(
-                x, weighted, x_sq, w, ids, means, bias, two_beta, log_norm, floor_logit, floor_value, chunk,
-                out, terms,
-            )  # fmt: skip
-        else:
-            density, spread = _stats(
-                X, rows, weight, means, bias, two_beta, log_norm, floor_logit, floor_value, chunk, out, terms
-            )
+        density, spread = _prepared_stats(
+            x,
+            weighted,
+            x_sq,
+            w,
+            ids,
+            means,
+            bias,
+            two_beta,
+            log_norm,
+            floor_logit,
+            floor_value,
+            chunk,
+            out,
+            terms,
+        )
         log_likelihood, entropy = outside_ll + density, outside_entropy + spread
         history[n_e_steps] = log_likelihood
         n_e_steps += 1
@@ -245,19 +252,20 @@ def compiled_em(
     """
     n_clusters, n_features = means.shape
     dtype = X.numpy().dtype
-    n_rows = X.shape[0] if rows is None else rows.shape[0]
     history = np.empty(max_iter + 1)
-    side = None
+    side = np.zeros((n_clusters, n_features + 2), dtype=dtype)
     if outside is not None:  # [sums, Σγ‖x‖², counts], as the E step's out
-        side = torch.cat([outside.sums, outside.sums_sq[:, None], outside.counts[:, None]], 1).numpy()
-        side = np.ascontiguousarray(side, dtype=dtype)
+        side[:] = torch.cat([outside.sums, outside.sums_sq[:, None], outside.counts[:, None]], 1).numpy()
     floor = negligible_logit(X.dtype)
     means_out = means.contiguous().numpy().copy()
     log_weights_out = log_weights.contiguous().numpy().copy()
-    n_iter, n_e_steps, converged, stats, log_likelihood, entropy = _em_loop(
+    prepared = _prepare(
         X.contiguous().numpy(),
         None if rows is None else rows.numpy(),
         None if sample_weight is None else sample_weight.numpy(),
+    )
+    n_iter, n_e_steps, converged, stats, log_likelihood, entropy = _em_loop(
+        *prepared,
         means_out,
         log_weights_out,
         *_in_dtype(X, sigma * sigma, 1.0 / (sigma * sigma)),
@@ -274,7 +282,6 @@ def compiled_em(
         bool(final_e),
         None if row_terms is None else row_terms.numpy(),
         history,
-        n_rows * (2 * n_features + 4) * X.element_size() <= PREPARED_BYTES,
     )
     stats = torch.from_numpy(stats)
     as_tensor = lambda value: torch.tensor(value, dtype=torch.float64)  # noqa: E731

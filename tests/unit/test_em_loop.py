@@ -251,22 +251,26 @@ def test_nearby_rows_are_the_rows_the_bound_keeps(dtype):
         assert 0 < rows.numel() < 3000
 
 
-@pytest.mark.parametrize("local", [False, True])
-def test_rows_gathered_once_or_a_chunk_at_a_time_give_the_same_numbers(monkeypatch, local):
-    """The EM loop gathers small problems' rows once (``PREPARED_BYTES``); others per chunk, alike."""
+def test_problems_too_large_to_gather_once_take_the_array_loop(monkeypatch):
+    """The EM loop gathers a problem's rows once; past ``PREPARED_BYTES`` ``em_iterations`` runs its
+    array loop (E steps gathering a chunk at a time) and reaches the same fit."""
+    from kmeans_limit.inference.em import em_iterations
+
     generator = torch.Generator().manual_seed(11)
-    X = prepare_data(torch.randn(700, 9, generator=generator, dtype=torch.float32) + 3.0).rows
-    means, log_weights = X[:5].clone(), torch.full((5,), -math.log(5), dtype=torch.float32)
-    weight = torch.rand(700, generator=generator, dtype=F64).to(torch.float32)
-    rows = torch.arange(0, 700, 2) if local else None
-    options = dict(sample_weight=weight, learn_weights=True, max_iter=6, tol=0.0, min_log_weight=-50.0)
+    X = prepare_data(torch.randn(700, 9, generator=generator, dtype=F64) + 3.0).rows
+    means, log_weights = X[:5].clone(), torch.full((5,), -math.log(5), dtype=F64)
+    weight = torch.rand(700, generator=generator, dtype=F64)
+    options = dict(weight=weight, learn_weights=True, learn_sigma=False, max_iter=6, tol=0.0)
     terms = [X.new_zeros(2, 700), X.new_zeros(2, 700)]
-    once = _em_loop.compiled_em(X, means, log_weights, 0.9, rows=rows, row_terms=terms[0], **options)
-    monkeypatch.setattr(_em_loop, "PREPARED_BYTES", 0)
-    chunked = _em_loop.compiled_em(X, means, log_weights, 0.9, rows=rows, row_terms=terms[1], **options)
-    assert torch.equal(once.means, chunked.means) and torch.equal(once.log_weights, chunked.log_weights)
-    assert once.history == chunked.history and once.n_iter == chunked.n_iter == 6
-    assert torch.equal(terms[0], terms[1]) and (terms[0] != 0).any()
+    assert _em_loop.takes_compiled_em(X, means, log_weights, 0.9, weight, Comm(), 700)
+    once = em_iterations(X, means, log_weights, 0.9, row_terms=terms[0], **options)
+    monkeypatch.setattr(_em_loop, "PREPARED_BYTES", 700 * (2 * 9 + 4) * 8 - 1)
+    assert not _em_loop.takes_compiled_em(X, means, log_weights, 0.9, weight, Comm(), 700)
+    chunked = em_iterations(X, means, log_weights, 0.9, row_terms=terms[1], **options)
+    assert once[0].n_iter == chunked[0].n_iter == 6
+    torch.testing.assert_close(once[0].means, chunked[0].means, rtol=0, atol=1e-12)
+    torch.testing.assert_close(terms[0], terms[1], rtol=1e-12, atol=1e-12)
+    assert (terms[0] != 0).any()
 
 
 class _Elsewhere(Comm):
