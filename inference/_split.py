@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from ._comm import LOCAL, Comm
@@ -234,7 +233,9 @@ def propose_split(
     """
     cell = _Cell(X, index)
     if cell.index is None and X.device.type == "cpu" and type(comm) is Comm:
-        return _compiled_proposal(cell.X, u)
+        from ._two_means import compiled_proposal  # numba's kernels: loaded when first needed
+
+        return compiled_proposal(cell.X, u)
     total = comm.total(u.sum().item())
     sums = comm.sum_(cell.weighted_sum(u))[0]
     mean = sums / total if total > 0 else X.new_zeros(X.shape[1])
@@ -248,53 +249,6 @@ def propose_split(
     # Parallel-axis theorem: J(parent) − J(children) = Σ_side mass ‖child − mean‖².
     gain = mass_a * (left - mean).square().sum().item() + mass_b * (right - mean).square().sum().item()
     return SplitProposal(lam, left, right, mass_a, mass_b, gain)
-
-
-#: A cell of at most this many features, held whole on the CPU, is split by one compiled call
-#: (:func:`._two_means.split_cell`): at few features the dozen array calls of a proposal cost more
-#: than its arithmetic (0.3 ms a proposal on s1, 55 proposals a run). A wider one takes two
-#: compiled calls with LAPACK's top eigenpair between them.
-COMPILED_FEATURES = 8
-
-
-def _compiled_proposal(y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
-    """:func:`propose_split` of the rows ``y`` (all in this process, on the CPU) by compiled calls:
-    the mean and covariance (or Gram matrix) in float64 (:func:`._critical.cell_scatter`), the top
-    eigenpair (:func:`_top_eigenpair`), the sides along it polished by 2-means."""
-    dtype = y.dtype
-    total = u.sum().item()
-    if y.shape[0] < 2 or total <= 0:
-        mean = (u @ y) / total if total > 0 else y.new_zeros(y.shape[1])
-        return SplitProposal(0.0, mean, mean, total, 0.0, 0.0)
-    from ._two_means import split_along, split_cell
-
-    rows = y.contiguous().numpy()
-    if y.shape[1] <= COMPILED_FEATURES:
-        lam, left, right, mass_a, total, mean = split_cell(rows, u.numpy(), TWO_MEANS_ITER)
-    else:
-        from ._critical import CHUNK_ROWS, cell_scatter
-
-        matrix, z, total, mean = cell_scatter(rows, None, u.double().numpy(), CHUNK_ROWS)
-        lam, vector = _top_eigenpair(torch.from_numpy(matrix))
-        axis = vector.numpy()
-        if z.shape[0] > 0:  # the Gram matrix's eigenvector w: the covariance's is Zᵀw
-            axis = z.T @ axis
-            norm = float(np.linalg.norm(axis))
-            lam, axis = (lam, axis / norm) if norm > 0 else (0.0, axis)
-        lam = max(lam, 0.0)
-        if lam <= 0:
-            mean_t = torch.from_numpy(mean).to(dtype)
-            return SplitProposal(0.0, mean_t, mean_t, total, 0.0, 0.0)
-        left, right, mass_a = split_along(rows, u.numpy(), mean * total, total, mean, axis, TWO_MEANS_ITER)
-    mass_b = total - mass_a
-    mean_t = torch.from_numpy(mean).to(dtype)
-    if mass_a <= 0 or mass_b <= 0:
-        return SplitProposal(lam, mean_t, mean_t, total, 0.0, 0.0)
-    # Parallel-axis theorem: J(parent) − J(children) = Σ_side mass ‖child − mean‖².
-    gain = mass_a * float(((left - mean) ** 2).sum()) + mass_b * float(((right - mean) ** 2).sum())
-    return SplitProposal(
-        lam, torch.from_numpy(left).to(dtype), torch.from_numpy(right).to(dtype), mass_a, mass_b, gain
-    )
 
 
 def covariance_top_eigenvalue(

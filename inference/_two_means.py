@@ -1,19 +1,23 @@
-"""2-means on the rows of one cell, compiled with numba (the CPU path of ``_split._two_means``).
+"""2-means on the rows of one cell and whole split proposals, compiled with numba (the CPU path of
+``_split.propose_split`` and ``_split._two_means``).
 
 Private to :mod:`kmeans_limit.inference._split`. Annealing proposes a split for every cell it may
 split next, and split-merge for every cell each round: on the benchmark's small sets (thousands of
 rows, K = 15-50) that is ~50 runs of 2-means per annealing run, each some ten iterations of half a
 dozen array operations on a few hundred rows, where the calls cost more than the arithmetic (0.5 ms
-a run on s1, a third of the annealing). Compiled, an iteration is two passes over the rows.
+a run on s1, a third of the annealing). Compiled, an iteration is two passes over the rows; a
+whole proposal (:func:`compiled_proposal`) is one or two compiled calls.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ._fused import _compiled
+from ._split import TWO_MEANS_ITER, SplitProposal, _top_eigenpair
 
-__all__ = ["split_along", "split_cell", "two_means"]
+__all__ = ["compiled_proposal", "split_along", "split_cell", "two_means"]
 
 
 @_compiled()
@@ -145,3 +149,48 @@ def split_along(y, u, sums, total, mean, axis, max_iter):  # pragma: no cover
             projection += y[i, t] * axis[t]
         side[i] = projection > cut
     return two_means(y, u, sums, total, side, max_iter)
+
+
+#: A cell of at most this many features, held whole on the CPU, is split by one compiled call
+#: (:func:`split_cell`): at few features the dozen array calls of a proposal cost more
+#: than its arithmetic (0.3 ms a proposal on s1, 55 proposals a run). A wider one takes two
+#: compiled calls with LAPACK's top eigenpair between them.
+COMPILED_FEATURES = 8
+
+
+def compiled_proposal(y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
+    """:func:`~._split.propose_split` of the rows ``y`` (all in this process, on the CPU) by compiled calls:
+    the mean and covariance (or Gram matrix) in float64 (:func:`._critical.cell_scatter`), the top
+    eigenpair (:func:`_top_eigenpair`), the sides along it polished by 2-means."""
+    dtype = y.dtype
+    total = u.sum().item()
+    if y.shape[0] < 2 or total <= 0:
+        mean = (u @ y) / total if total > 0 else y.new_zeros(y.shape[1])
+        return SplitProposal(0.0, mean, mean, total, 0.0, 0.0)
+    rows = y.contiguous().numpy()
+    if y.shape[1] <= COMPILED_FEATURES:
+        lam, left, right, mass_a, total, mean = split_cell(rows, u.numpy(), TWO_MEANS_ITER)
+    else:
+        from ._critical import CHUNK_ROWS, cell_scatter
+
+        matrix, z, total, mean = cell_scatter(rows, None, u.double().numpy(), CHUNK_ROWS)
+        lam, vector = _top_eigenpair(torch.from_numpy(matrix))
+        axis = vector.numpy()
+        if z.shape[0] > 0:  # the Gram matrix's eigenvector w: the covariance's is Zᵀw
+            axis = z.T @ axis
+            norm = float(np.linalg.norm(axis))
+            lam, axis = (lam, axis / norm) if norm > 0 else (0.0, axis)
+        lam = max(lam, 0.0)
+        if lam <= 0:
+            mean_t = torch.from_numpy(mean).to(dtype)
+            return SplitProposal(0.0, mean_t, mean_t, total, 0.0, 0.0)
+        left, right, mass_a = split_along(rows, u.numpy(), mean * total, total, mean, axis, TWO_MEANS_ITER)
+    mass_b = total - mass_a
+    mean_t = torch.from_numpy(mean).to(dtype)
+    if mass_a <= 0 or mass_b <= 0:
+        return SplitProposal(lam, mean_t, mean_t, total, 0.0, 0.0)
+    # Parallel-axis theorem: J(parent) − J(children) = Σ_side mass ‖child − mean‖².
+    gain = mass_a * float(((left - mean) ** 2).sum()) + mass_b * float(((right - mean) ** 2).sum())
+    return SplitProposal(
+        lam, torch.from_numpy(left).to(dtype), torch.from_numpy(right).to(dtype), mass_a, mass_b, gain
+    )

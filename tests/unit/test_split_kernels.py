@@ -1,7 +1,8 @@
 """The CPU kernels of a split: 2-means compiled, the covariance's top eigenpair by BLAS and LAPACK.
 
-The compiled 2-means of a cell (``_two_means``), and below 9 features the whole compiled proposal,
-against the array loop they replace on the CPU.
+The compiled 2-means of a cell (``_two_means``) and the whole compiled proposal (below 9 features
+one call; wider cells their mean and covariance, or Gram matrix, compiled, LAPACK's eigenpair, then
+the sides and 2-means compiled), against the array loop they replace on the CPU.
 
 ``propose_split`` runs 2-means inside each cell; a cell held whole in one process on the CPU takes
 the compiled loop, any other (a process group, or a ``Comm`` subclass as here) the loop of array
