@@ -1,4 +1,5 @@
-"""The compiled EM loop (``_em_loop``) and the compiled critical σ (``_critical``) against references.
+"""The compiled EM loop (``_em_loop``), the compiled critical σ and nearby rows (``_critical``) and
+Lloyd's loop on arrays (``_lloyd_host``) against the array code they replace.
 
 ``em_iterations`` and annealing's local EM take :func:`compiled_em` for small CPU problems; the
 references are the array loop they replace (E steps by ``sufficient_stats``, M steps by ``m_step``,
@@ -7,7 +8,8 @@ origin, tiny and huge scales, float32 and float64, sample weights with zeros, a 
 the other rows' statistics added. One EM run is a chaotic map in float32 (each step's rounding
 moves the next), so the float64 runs are held to 1e-9 of the scale over ten iterations and the
 float32 ones over two (where the compiled M step's float32 arithmetic and the tensors' differ in
-the order of a sum at most: a few ulps of the statistics, 1e-4 of the scale with room).
+the order of a sum at most: a few ulps of the statistics, 1e-4 of the scale with room). Lloyd's
+loop on arrays does the tensor loop's operations in the same order: equal bit for bit.
 """
 
 from __future__ import annotations
