@@ -116,26 +116,6 @@ def _prepare(X, rows, weight):  # pragma: no cover
     return x, weighted, x_sq, w, ids
 
 
-@_compiled()
-def _prepared_stats(x, weighted, x_sq, w, ids, means, bias, two_beta, log_norm, floor_logit, floor_value,
-                    chunk, out, terms):  # pragma: no cover  # fmt: skip
-    """:func:`._estep._stats` of rows gathered by :func:`_prepare`, a chunk at a time."""
-    size = min(chunk, x.shape[0])
-    top = np.empty(size, dtype=x.dtype)
-    lse = np.empty(size, dtype=x.dtype)
-    row_entropy = np.empty(size, dtype=x.dtype)
-    log_likelihood = entropy = 0.0
-    for start in range(0, x.shape[0], chunk):
-        stop = min(start + chunk, x.shape[0])
-        density, spread = _chunk_e(
-            x[start:stop], weighted[start:stop], x_sq[start:stop], w[start:stop], ids[start:stop], means,
-            bias, two_beta, log_norm, floor_logit, floor_value, top, lse, row_entropy, out, terms,
-        )  # fmt: skip
-        log_likelihood += density
-        entropy += spread
-    return log_likelihood, entropy
-
-
 @_compiled(error_model="numpy")
 def _em_loop(
     x, weighted, x_sq, w, ids, means, log_weights, sigma_sq, two_beta, log_norm, floor_logit, floor_value, chunk,
@@ -146,6 +126,10 @@ def _em_loop(
     entropy)`` of the last E step."""
     n_clusters, n_features = means.shape
     bias = np.empty(n_clusters, dtype=means.dtype)
+    size = min(chunk, x.shape[0])
+    top = np.empty(size, dtype=x.dtype)
+    lse = np.empty(size, dtype=x.dtype)
+    row_entropy = np.empty(size, dtype=x.dtype)
     stats = np.zeros((n_clusters, n_features + 2), dtype=means.dtype)
     new_means = means.copy()
     new_log_weights = log_weights.copy()
@@ -163,22 +147,15 @@ def _em_loop(
                 square += means[k, t] * means[k, t]
             bias[k] = square * -0.5 + log_weights[k] * sigma_sq
         out = np.zeros((n_clusters, n_features + 2))
-        density, spread = _prepared_stats(
-            x,
-            weighted,
-            x_sq,
-            w,
-            ids,
-            means,
-            bias,
-            two_beta,
-            log_norm,
-            floor_logit,
-            floor_value,
-            chunk,
-            out,
-            terms,
-        )
+        density = spread = 0.0
+        for start in range(0, x.shape[0], chunk):  # the E step, a chunk of the gathered rows at a time
+            stop = min(start + chunk, x.shape[0])
+            part = _chunk_e(
+                x[start:stop], weighted[start:stop], x_sq[start:stop], w[start:stop], ids[start:stop], means,
+                bias, two_beta, log_norm, floor_logit, floor_value, top, lse, row_entropy, out, terms,
+            )  # fmt: skip
+            density += part[0]
+            spread += part[1]
         log_likelihood, entropy = outside_ll + density, outside_entropy + spread
         history[n_e_steps] = log_likelihood
         n_e_steps += 1
