@@ -25,7 +25,7 @@ from ._estep import TemperedStats, _chunk_e, _chunk_rows, _gather, _in_dtype
 from ._fused import _blocks, _compiled
 from .kernels import compiled_e_step, cpu_threads, hard_temperature, negligible_logit
 
-__all__ = ["CompiledEM", "compiled_em", "takes_compiled_em"]
+__all__ = ["CompiledEM", "GatheredRows", "compiled_em", "gather_rows", "takes_compiled_em"]
 
 
 class CompiledEM(NamedTuple):
@@ -102,6 +102,44 @@ def _m_step(out, outside, means, log_weights, learn_weights, min_log_weight):  #
 #: whose copies would take more than this many bytes stay on the array path, whose E step gathers
 #: a chunk of rows at a time (and whose overhead is small beside their E steps).
 PREPARED_BYTES = 1 << 24
+
+
+class GatheredRows(NamedTuple):
+    """The rows an EM run visits, gathered once with what its E steps read (:func:`gather_rows`).
+
+    Attributes
+    ----------
+    x : array of shape (n_rows, n_features), the data's dtype
+        The rows ``X[rows]``.
+    weighted : array of shape (n_rows, n_features + 2)
+        ``[w x, w ‖x‖², w]``.
+    x_sq : float64 array of shape (n_rows,)
+        ``‖x‖²``.
+    w : array of shape (n_rows,)
+        The rows' weights (1 without ``sample_weight``).
+    ids : int64 array of shape (n_rows,)
+        Their row numbers in ``X``.
+    """
+
+    x: np.ndarray
+    weighted: np.ndarray
+    x_sq: np.ndarray
+    w: np.ndarray
+    ids: np.ndarray
+
+
+def gather_rows(
+    X: torch.Tensor, sample_weight: torch.Tensor | None, rows: torch.Tensor | None = None
+) -> GatheredRows:
+    """The rows ``X[rows]`` (all for None) and their weights as :func:`compiled_em` reads them; a caller
+    that runs EM on the same rows again (annealing's levels) gathers them once and passes them on."""
+    return GatheredRows(
+        *_prepare(
+            X.contiguous().numpy(),
+            None if rows is None else rows.numpy(),
+            None if sample_weight is None else sample_weight.numpy(),
+        )
+    )
 
 
 @_compiled()
@@ -188,6 +226,7 @@ def compiled_em(
     outside: TemperedStats | None = None,
     final_e: bool = True,
     row_terms: torch.Tensor | None = None,
+    gathered: GatheredRows | None = None,
 ) -> CompiledEM:
     """EM at the fixed σ in one compiled call, where :func:`takes_compiled_em` holds.
 
@@ -217,6 +256,9 @@ def compiled_em(
         ends with a full E step of its own).
     row_terms : tensor of shape (2, n_samples), optional
         Each E step writes the visited rows' top score and lse there (:func:`~.kernels.sufficient_stats`).
+    gathered : GatheredRows, optional
+        :func:`gather_rows` of ``X``, ``sample_weight`` and ``rows``, made earlier (gathered here
+        otherwise); read, never written.
 
     Returns
     -------
@@ -236,13 +278,10 @@ def compiled_em(
     floor = negligible_logit(X.dtype)
     means_out = means.contiguous().numpy().copy()
     log_weights_out = log_weights.contiguous().numpy().copy()
-    prepared = _prepare(
-        X.contiguous().numpy(),
-        None if rows is None else rows.numpy(),
-        None if sample_weight is None else sample_weight.numpy(),
-    )
+    if gathered is None:
+        gathered = gather_rows(X, sample_weight, rows)
     n_iter, n_e_steps, converged, stats, log_likelihood, entropy = _em_loop(
-        *prepared,
+        *gathered,
         means_out,
         log_weights_out,
         *_in_dtype(X, sigma * sigma, 1.0 / (sigma * sigma)),

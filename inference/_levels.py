@@ -85,6 +85,9 @@ class Annealer:
         # writes them), from which one component's responsibilities take a product per row.
         self.row_terms = X.new_empty((2, X.shape[0])) if X.device.type == "cpu" else None
         self.terms_valid = False
+        # Every row with its weighted copy, gathered once for the compiled EM loop of the levels
+        # that visit them all (see _all_rows); None until one does, and after the soft levels.
+        self.gathered = None
 
     @property
     def n_born(self) -> int:
@@ -149,10 +152,22 @@ class Annealer:
             min_log_weight=self.min_log_weight,
             comm=self.comm,
             row_terms=self.row_terms,
+            gathered=self._all_rows(),
         )
         self.n_iter += result.n_iter
         self.means, self.log_weights = result.means, result.weights.log()
         self.settle(stats)
+
+    def _all_rows(self):
+        """Every row gathered for the compiled EM loop (:func:`._em_loop.gather_rows`), once a level's
+        EM takes that loop; None while none has."""
+        if self.gathered is None and compiled_e_step(self.X, self.means, self.log_weights, self.weight):
+            from ._em_loop import gather_rows, takes_compiled_em
+
+            X, means, log_weights = self.X, self.means, self.log_weights
+            if takes_compiled_em(X, means, log_weights, self.sigma, self.weight, self.comm, X.shape[0]):
+                self.gathered = gather_rows(X, self.weight)
+        return self.gathered
 
     def settle(self, stats: SufficientStats) -> None:
         """Record the equilibrium whose E step (over all rows, given ``row_terms``) gave ``stats``; then

@@ -348,7 +348,7 @@ def anneal_core(
     while state.n_born < n_clusters:
         state.step()
     state.cool()
-    state.row_terms = None  # the soft levels are over: their per-row terms are not needed at σ = 0
+    state.row_terms = state.gathered = None  # the soft levels are over: not needed at σ = 0
     known = [CellProposal(rows, p) for rows, p in zip(state.proposal_rows, state.proposals, strict=True)]
     finish = dict(max_iter=LLOYD_MAX_ITER, n_trials=n_trials, comm=comm, known=known)
     result = _finish(data, weight, state.means, **finish)

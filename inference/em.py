@@ -234,6 +234,7 @@ def em_iterations(
     min_log_weight: float = -math.inf,
     comm: Comm = LOCAL,
     row_terms: torch.Tensor | None = None,
+    gathered=None,
 ) -> tuple[EMResult, SufficientStats]:
     """EM iterations on ``Data.rows`` (means in their frame); also the E-step statistics at the returned parameters.
 
@@ -243,6 +244,8 @@ def em_iterations(
     ``min_log_weight`` floors the learned log-weights (annealing keeps every born component alive).
     ``comm`` sums the statistics over the rows of every process. ``row_terms`` goes to every E step
     (:func:`~.kernels.sufficient_stats`): it ends up holding the last one's, at the returned parameters.
+    ``gathered``: :func:`._em_loop.gather_rows` of ``X`` and ``weight``, for the compiled loop where it
+    runs (a caller that runs EM on the same rows again gathers them once).
     """
     total = comm.total(X.shape[0] if weight is None else weight.sum().item())
     if not learn_sigma and compiled_e_step(X, means, log_weights, weight):
@@ -258,6 +261,7 @@ def em_iterations(
                 sample_weight=weight,
                 tol=tol * total,
                 row_terms=row_terms,
+                gathered=gathered,
                 **options,
             )
             history = torch.tensor(fit.history, dtype=torch.float64)

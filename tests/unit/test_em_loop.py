@@ -275,6 +275,54 @@ def test_problems_too_large_to_gather_once_take_the_array_loop(monkeypatch):
     assert (terms[0] != 0).any()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("local", [False, True])
+def test_rows_gathered_earlier_give_the_same_fit_and_stay_as_they_were(dtype, local):
+    """``compiled_em(..., gathered=gather_rows(...))``: the fit of gathering them itself, bit for bit,
+    and the gathered arrays are only read (annealing passes the same ones to every level)."""
+    generator = torch.Generator().manual_seed(5)
+    X = prepare_data((torch.randn(500, 6, generator=generator, dtype=F64) * 1e3 + 1e5).to(dtype)).rows
+    weight = torch.rand(500, generator=generator, dtype=F64).to(dtype)
+    means, log_weights = X[:4].clone(), torch.full((4,), -math.log(4), dtype=dtype)
+    rows = torch.arange(0, 500, 2) if local else None
+    options = dict(sample_weight=weight, learn_weights=True, max_iter=8, tol=0.0, min_log_weight=-80.0)
+    options.update(rows=rows, final_e=not local)
+    gathered = _em_loop.gather_rows(X, weight, rows)
+    copies = [array.copy() for array in gathered]
+    fits = [_em_loop.compiled_em(X, means, log_weights, 1e3, **options, gathered=g) for g in (gathered, None)]
+    assert fits[0].n_iter == fits[1].n_iter == 8 and fits[0].history == fits[1].history
+    assert torch.equal(fits[0].means, fits[1].means) and torch.equal(fits[0].log_weights, fits[1].log_weights)
+    assert all(np.array_equal(a, b) for a, b in zip(gathered, copies, strict=True))
+
+
+def test_annealing_gathers_every_row_once_and_anneals_as_without(monkeypatch):
+    """The levels that visit every row share one gathering (``Annealer._all_rows``); the annealed
+    path and fit are those of gathering the rows afresh at each level."""
+    from kmeans_limit.inference import anneal
+    from kmeans_limit.inference._levels import Annealer
+
+    generator = torch.Generator().manual_seed(2)
+    centres = 6.0 * torch.randn(6, 16, generator=generator, dtype=F64)
+    X = centres[torch.arange(600) % 6] + torch.randn(600, 16, generator=generator, dtype=F64) + 40.0
+    calls = []
+    original = _em_loop.gather_rows
+
+    def counted(X, weight, rows=None):
+        calls.append(rows is None)
+        return original(X, weight, rows)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_em_loop, "gather_rows", counted)
+        shared = anneal(X, 6)
+    with monkeypatch.context() as patch:
+        patch.setattr(Annealer, "_all_rows", lambda self: None)
+        fresh = anneal(X, 6)
+    assert calls.count(True) == 1, calls  # every row gathered once, for all the levels
+    assert torch.equal(shared.means, fresh.means) and torch.equal(shared.labels, fresh.labels)
+    assert torch.equal(shared.path.log_likelihood, fresh.path.log_likelihood)
+    assert torch.equal(shared.critical_sigmas, fresh.critical_sigmas) and shared.n_iter == fresh.n_iter
+
+
 class _Elsewhere(Comm):
     """The single-process Comm under another type: ``lloyd_rows`` then takes its tensor loop."""
 
