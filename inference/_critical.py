@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+from . import _lanczos
 from ._fused import _compiled
 
 __all__ = ["cell_scatter", "hard_cell_matrix", "nearby_rows", "soft_cell_matrix", "top_eigenvalue"]
@@ -230,14 +231,20 @@ def soft_cell_matrix(
 def top_eigenvalue(matrix: np.ndarray) -> float:
     """The largest eigenvalue of a symmetric float64 matrix (at least 0; 0 for an empty one).
 
-    LAPACK's ``?syevr`` for that one value (no vectors), or NumPy's ``eigvalsh`` below 9 × 9, where
-    SciPy's wrapper costs more than the routine.
+    Lanczos iterations from order ``_lanczos.LANCZOS_SIZE`` on (:func:`._lanczos.lanczos_top`); else,
+    or where they do not settle, LAPACK's ``?syevr`` for that one value (no vectors), or NumPy's
+    ``eigvalsh`` below 9 × 9, where SciPy's wrapper costs more than the routine.
     """
     size = matrix.shape[0]
     if size == 0:
         return 0.0
     if size <= 8:
         return max(float(np.linalg.eigvalsh(matrix)[-1]), 0.0)
+    if size >= _lanczos.LANCZOS_SIZE:
+        top = _lanczos.lanczos_top(np.ascontiguousarray(matrix), _lanczos.MAX_STEPS, _lanczos.RESIDUAL)
+        value, _vector, converged = top
+        if converged:
+            return max(float(value), 0.0)
     from scipy.linalg import lapack
 
     (syevr,) = lapack.get_lapack_funcs(("syevr",), (matrix,))

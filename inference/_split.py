@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ._comm import LOCAL, Comm
@@ -152,18 +153,25 @@ def _principal_axis(cell: _Cell, u, mean, total: float, comm: Comm) -> tuple[flo
 def _top_eigenpair(matrix: torch.Tensor) -> tuple[float, torch.Tensor]:
     """The largest eigenvalue of a symmetric matrix and a unit eigenvector of it.
 
-    On the CPU only that pair is computed, by LAPACK's ``?syevr`` called directly (SciPy's ``eigh``
-    around it costs more than the routine itself below 30 × 30; at 256 × 256 the routine takes
-    a third of the time of the full decomposition).
+    On the CPU only that pair is computed: by Lanczos iterations in float64 from order
+    ``_lanczos.LANCZOS_SIZE`` on (:func:`._lanczos.lanczos_top`), else, or where they do not settle,
+    by LAPACK's ``?syevr`` called directly (SciPy's ``eigh`` around it costs more than the routine
+    itself below 30 × 30; at 256 × 256 the routine takes a third of the time of the full decomposition).
     """
     if matrix.device.type != "cpu" or matrix.shape[0] == 0:
         values, vectors = torch.linalg.eigh(matrix)
         return values[-1].item(), vectors[:, -1]
     from scipy.linalg import lapack
 
+    from ._lanczos import LANCZOS_SIZE, MAX_STEPS, RESIDUAL, lanczos_top
+
     a = matrix.numpy()
-    (syevr,) = lapack.get_lapack_funcs(("syevr",), (a,))
     size = a.shape[0]
+    if size >= LANCZOS_SIZE:
+        value, vector, converged = lanczos_top(np.ascontiguousarray(a, dtype=np.float64), MAX_STEPS, RESIDUAL)
+        if converged:
+            return float(value), torch.from_numpy(vector).to(matrix.dtype)
+    (syevr,) = lapack.get_lapack_funcs(("syevr",), (a,))
     values, vectors, _found, _support, info = syevr(a, compute_v=1, range="I", il=size, iu=size)
     if info != 0:  # no convergence: the full decomposition, which reports its own failure
         values, vectors = torch.linalg.eigh(matrix)
