@@ -1,7 +1,7 @@
 """The top eigenpair of a large symmetric matrix by Lanczos iterations, for annealing's wide cells.
 
-Private to :mod:`kmeans_limit.inference` (``_critical.top_eigenvalue`` and
-``_two_means.compiled_proposal`` call it). A cluster's critical σ and its split axis need only the
+Private to :mod:`kmeans_limit.inference` (``_critical.top_eigenvalue`` and ``_split._top_eigenpair``,
+which every CPU split proposal and critical σ reach, call it). A cluster's critical σ and its split axis need only the
 top eigenpair of its covariance, but LAPACK's ``?syevr`` first reduces the whole matrix to
 tridiagonal form (``4/3 m³`` flops at BLAS-2 speed: 1.4-2.4 ms at m = 256 here, each split taking
 three of them). Lanczos' method finds the top pair from products of the matrix with vectors: on the
