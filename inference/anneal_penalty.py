@@ -17,6 +17,7 @@ from ._split import split_merge
 from .anneal import anneal
 from .data import Data, prepare_data
 from .dp_means import DPMeansResult, check_penalty, dp_means
+from .kernels import serial_if_small
 from .lloyd import lloyd_rows
 from .validation import check_positive_int
 
@@ -165,16 +166,17 @@ def penalty_curve(data: Data, k_max: int, *, seed: int, n_trials: int = 8, **opt
     born = (run.path.weights > 0).sum(1)
     weight = data.weights_or_ones()
     ks, inertia, means = [], [], []
-    for k in range(1, k_max + 1):
-        if k == k_max:
-            j, m = run.inertia, data.to_rows(run.means)
-        else:
-            levels = (born == k).nonzero()
-            start = run.path.means[int(levels[-1]), :k] if levels.numel() else run.means[:k]
-            j, m = _hard_at(data, weight, data.to_rows(start), n_trials)
-        ks.append(k)
-        inertia.append(j)
-        means.append(data.to_data(m))
+    with serial_if_small(data.n_samples * k_max * (data.n_features + 1)):  # as anneal runs its own
+        for k in range(1, k_max + 1):
+            if k == k_max:
+                j, m = run.inertia, data.to_rows(run.means)
+            else:
+                levels = (born == k).nonzero()
+                start = run.path.means[int(levels[-1]), :k] if levels.numel() else run.means[:k]
+                j, m = _hard_at(data, weight, data.to_rows(start), n_trials)
+            ks.append(k)
+            inertia.append(j)
+            means.append(data.to_data(m))
     return PenaltyCurve(torch.tensor(ks), torch.tensor(inertia, dtype=torch.float64), tuple(means))
 
 

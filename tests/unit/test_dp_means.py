@@ -289,3 +289,30 @@ def test_anneal_with_a_penalty_is_anneal_penalized_with_the_same_options():
 def test_anneal_needs_exactly_one_of_k_and_a_penalty(kwargs, match):
     with pytest.raises(ValueError, match=match):
         anneal(blobs(0), **kwargs)
+
+
+def test_the_penalty_curve_on_small_data_runs_on_one_thread_as_anneal_does(monkeypatch):
+    """Each K's Lloyd run and split-merge moves (``_hard_at``) run inside ``serial_if_small``, as
+    ``anneal`` runs its levels: on small problems torch's threads only wait on each other (600 rows,
+    64 features, a curve to K = 128: 23-29 s with two threads beside two busy processes, 14-17 s
+    on one)."""
+    import kmeans_limit.inference.anneal_penalty as penalized
+    from kmeans_limit.inference.kernels import cpu_threads
+
+    seen = []
+    original = penalized._hard_at
+
+    def recorded(*args):
+        seen.append((torch.get_num_threads(), cpu_threads()))
+        return original(*args)
+
+    monkeypatch.setattr(penalized, "_hard_at", recorded)
+    X = torch.randn(300, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        anneal_penalized(X, 2.0, k_max=6)
+        assert torch.get_num_threads() == 2  # the caller's count, as it was
+    finally:
+        torch.set_num_threads(previous)
+    assert seen and set(seen) == {(1, 2)}, seen  # one pool thread; the compiled steps keep the caller's
