@@ -154,7 +154,8 @@ def split_along(y, u, sums, total, mean, axis, max_iter):  # pragma: no cover
 #: A cell of at most this many features, held whole on the CPU, is split by one compiled call
 #: (:func:`split_cell`): at few features the dozen array calls of a proposal cost more
 #: than its arithmetic (0.3 ms a proposal on s1, 55 proposals a run). A wider one takes two
-#: compiled calls with LAPACK's top eigenpair between them.
+#: compiled calls with the top eigenpair between them (:func:`~._split._top_eigenpair`: Lanczos
+#: iterations from order 128, else LAPACK's ``?syevr``).
 COMPILED_FEATURES = 8
 
 
