@@ -70,6 +70,19 @@ def _soft_weights(X, weight, labels, min_sq, log_weights, mean, k, beta, log_thr
     return count
 
 
+@_compiled()
+def _keep_above(index, u, count, cutoff):  # pragma: no cover
+    """Move the first ``count`` entries with ``u > cutoff`` to the front of ``index`` and ``u``, in
+    order; returns how many."""
+    kept = 0
+    for i in range(count):
+        if u[i] > cutoff:
+            index[kept] = index[i]
+            u[kept] = u[i]
+            kept += 1
+    return kept
+
+
 def nearby_rows(
     X: torch.Tensor,
     labels: torch.Tensor,
@@ -95,7 +108,8 @@ def nearby_rows(
         math.log(threshold),
         index,
     )
-    return torch.from_numpy(index[:count].copy())
+    # A copy of the rows kept frees the rest, unless they are most of it (no second array then).
+    return torch.from_numpy(index[:count] if 2 * count >= index.shape[0] else index[:count].copy())
 
 
 @_compiled()
@@ -220,12 +234,11 @@ def soft_cell_matrix(
         index,
         u,
     )
-    index, u = index[:count], u[:count]
-    keep = u > torch.finfo(X.dtype).eps * u.sum() / max(count, 1)
-    index, u = index[keep], u[keep]
-    if index.shape[0] == 0:
+    cutoff = torch.finfo(X.dtype).eps * u[:count].sum() / max(count, 1)
+    kept = _keep_above(index, u, count, cutoff)  # in place: no copies of row-sized arrays
+    if kept == 0:
         return np.zeros((0, 0))
-    return cell_scatter(x, index, u, CHUNK_ROWS)[0]
+    return cell_scatter(x, index[:kept], u[:kept], CHUNK_ROWS)[0]
 
 
 def top_eigenvalue(matrix: np.ndarray) -> float:

@@ -88,10 +88,12 @@ def host_lloyd(
         The compiled step's threads.
     """
     step_weight = None if unweighted else weight
-    labels_old, n_iter = None, 0
+    labels_old, spare, n_iter = None, None, 0
     while n_iter < max_iter:
         n_iter += 1
-        labels = np.empty(x.shape[0], dtype=np.int64)
+        # Two label arrays for the whole loop: this assignment's and the one before (no new array
+        # an iteration, which on large data glibc would keep cached after it is freed).
+        labels = spare if spare is not None else np.empty(x.shape[0], dtype=np.int64)
         sums, counts = _fused.assign_and_sum(x, means, step_weight, labels, n_threads)
         means, old = _update(x, weight, labels, means, sums, counts), means
         if labels_old is not None and np.array_equal(labels, labels_old):
@@ -99,5 +101,5 @@ def host_lloyd(
         shift = np.square(means - old, dtype=np.float64).sum()
         if shift <= tol:
             return HostLloyd(means, labels, n_iter, True, False)
-        labels_old = labels
+        spare, labels_old = labels_old, labels
     return HostLloyd(means, labels_old, n_iter, False, False)

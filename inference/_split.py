@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ._comm import LOCAL, Comm
+from ._grouping import rows_by_label
 from .kernels import chunk_rows
 from .lloyd import LloydResult, lloyd_rows
 
@@ -317,17 +318,17 @@ def _same_rows(known: list[CellProposal] | None, k: int, rows: torch.Tensor) -> 
 
 def _cell_proposals(X, weight, labels, n_clusters, comm: Comm, known=None) -> list[CellProposal]:
     """Each cluster's proposal (rows in increasing order); one made from the very same rows in every
-    process (``known[k]``) is taken as it is: the same call would give the same numbers."""
-    order = torch.argsort(labels, stable=True)
-    counts = torch.bincount(labels, minlength=n_clusters).tolist()
-    cells, start = [], 0
-    for count in counts:
-        cells.append(order[start : start + count])
-        start += count
+    process (``known[k]``) is taken as it is: the same call would give the same numbers.
+
+    Every cell's rows are views into this call's one grouping of the rows (a reused proposal takes
+    the new, equal, view), so that no earlier round's grouping stays held."""
+    cells = rows_by_label(labels, n_clusters)
     same = [_same_rows(known, k, rows) for k, rows in enumerate(cells)]
     changed = comm.sum_(X.new_tensor([0.0 if s else 1.0 for s in same]))[0].tolist()  # one reduction
     return [
-        known[k] if not changed[k] else CellProposal(rows, propose_split(X, weight[rows], comm, index=rows))
+        CellProposal(
+            rows, known[k].proposal if not changed[k] else propose_split(X, weight[rows], comm, index=rows)
+        )
         for k, rows in enumerate(cells)
     ]
 
@@ -363,7 +364,8 @@ def split_merge(
 
     ``X`` is ``Data.rows`` (``result`` in their frame) and ``variance`` is ``Data.variance``, which
     scales the screening tolerance. ``known[k]``: a proposal for cluster k made earlier (annealing's),
-    reused where the cluster has the same rows; each round reuses the last round's likewise.
+    reused where the cluster has the same rows (the list is emptied once matched, so that the rows
+    it holds are freed); each round reuses the last round's likewise.
 
     A move deletes centroid j (its rows go to their next-nearest centroids) and splits cluster i in
     two (:func:`propose_split`), then runs Lloyd's algorithm to a fixed point; it is kept when the
@@ -380,7 +382,10 @@ def split_merge(
     """
     n_iter = 0
     while True:
-        known = _cell_proposals(X, weight, result.labels, result.means.shape[0], comm, known)
+        cells = _cell_proposals(X, weight, result.labels, result.means.shape[0], comm, known)
+        if known is not None:
+            known.clear()  # matched: its rows are freed now, not when the caller returns
+        known = cells
         proposals = [cell.proposal for cell in known]
         costs = removal_costs(X, weight, result.means, result.labels, comm)
         for i, j in _candidate_pairs(proposals, costs, n_trials, result.inertia):

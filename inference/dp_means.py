@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._grouping import rows_by_label
 from ._split import propose_split, removal_costs
 from .data import Data, prepare_data
 from .kernels import nearest_centroid, serial_if_small
@@ -211,14 +212,7 @@ def _update_means(X, weight, means, labels):
 
 def split_gains(X: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> list:
     """For each cluster, its best two-way split (principal axis, polished by 2-means): SplitProposals."""
-    order = torch.argsort(labels, stable=True)
-    counts = torch.bincount(labels, minlength=n_clusters).tolist()
-    proposals, start = [], 0
-    for count in counts:
-        rows = order[start : start + count]
-        proposals.append(propose_split(X, weight[rows], index=rows))
-        start += count
-    return proposals
+    return [propose_split(X, weight[rows], index=rows) for rows in rows_by_label(labels, n_clusters)]
 
 
 def _best_move(X, weight, means, labels, penalty, splits: bool):

@@ -291,8 +291,9 @@ def lloyd_rows(
 
         options = dict(unweighted=unweighted, max_iter=max_iter, tol=tol, n_threads=cpu_threads())
         host = host_lloyd(_host(X), _host(means).copy(), _host(weight), **options)
-        means = torch.from_numpy(host.means)
-        labels = torch.from_numpy(host.labels) if host.strict else _argmin_rows(X, means)
+        means, labels = torch.from_numpy(host.means), torch.from_numpy(host.labels)
+        if not host.strict:  # the final centroids' labels, over the last assignment's (no new array)
+            _fused.assign(_host(X), host.means, host.labels, cpu_threads())
         inertia = (labelled_sq_distances(X, means, labels) @ weight).item()
         return LloydResult(means, labels, inertia, host.n_iter, host.converged)
     labels_old, strict, converged, n_iter = None, False, False, 0

@@ -253,6 +253,20 @@ def test_nearby_rows_are_the_rows_the_bound_keeps(dtype):
         assert 0 < rows.numel() < 3000
 
 
+@pytest.mark.parametrize("n_near", [1400, 1500, 1600, 3000])
+def test_nearby_rows_of_most_rows_are_those_rows(n_near):
+    """Where at least half the rows are kept they come back as a view of the buffer, not a copy:
+    still exactly those rows, in order, and none past them. Two groups of rows 141 apart at σ = 1:
+    centroid 0 may hold only the ``n_near`` rows on top of it."""
+    X = torch.cat([torch.zeros(n_near, 2), torch.full((3000 - n_near, 2), 100.0)]).double()
+    means = torch.tensor([[0.0, 0.0], [100.0, 100.0]], dtype=F64)
+    log_weights = torch.tensor([0.0, 0.0], dtype=F64)
+    labels = (torch.arange(3000) >= n_near).long()
+    min_sq = torch.zeros(3000, dtype=F64)
+    rows = _critical.nearby_rows(X, labels, min_sq, means, log_weights, 0, 1.0, 1e-4)
+    assert torch.equal(rows, torch.arange(n_near))
+
+
 def test_problems_too_large_to_gather_once_take_the_array_loop(monkeypatch):
     """The EM loop gathers a problem's rows once; past ``PREPARED_BYTES`` ``em_iterations`` runs its
     array loop (E steps gathering a chunk at a time) and reaches the same fit."""
