@@ -10,6 +10,7 @@ import math
 import torch
 
 from ._comm import LOCAL, Comm
+from ._heap import release_freed
 from ._split import SplitProposal, covariance_top_eigenvalue, propose_split
 from .em import em_iterations, m_step
 from .kernels import (
@@ -363,6 +364,7 @@ class Annealer:
             self.split_locally(k)
         else:
             self.split_hard(k)
+        release_freed(self.X)  # on large data: the level's freed arrays back to the system
 
     def cool(self) -> None:
         """After the last split: σ times ``cooling**TAIL`` a level, down to ``sigma_end`` if given.
@@ -375,6 +377,7 @@ class Annealer:
             if self.sigma < (self.sigma_end or 0.0) or (self.sigma_end is None and levels == TAIL_LEVELS):
                 return
             self.equilibrate()
+            release_freed(self.X)
             levels += 1
 
 

@@ -12,6 +12,7 @@ import torch
 
 from ._comm import LOCAL, Comm
 from ._grouping import rows_by_label
+from ._heap import release_freed
 from .kernels import chunk_rows
 from .lloyd import LloydResult, lloyd_rows
 
@@ -394,6 +395,7 @@ def split_merge(
             # Screen with scikit-learn's loose stopping rule; polish to a fixed point only a winner.
             screen = SCREEN_TOL * variance
             trial = lloyd_rows(X, means, weight, max_iter=max_iter, tol=screen, comm=comm)
+            release_freed(X)  # on large data: the trial's freed arrays back to the system
             n_iter += trial.n_iter
             if trial.inertia < result.inertia * (1.0 - MIN_GAIN):
                 trial = lloyd_rows(X, trial.means, weight, max_iter=max_iter, tol=0.0, comm=comm)
