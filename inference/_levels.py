@@ -102,10 +102,20 @@ class Annealer:
                 if self.proposals[k].gain <= 0:
                     raise RuntimeError("no cluster can split, though X has enough distinct rows")
                 return k
-            rows = torch.nonzero(self.labels == k).flatten()
-            self.proposals[k] = propose_split(self.X, self.weight[rows], self.comm, index=rows)
-            self.proposal_rows[k] = rows
+            self.proposal_rows[k], self.proposals[k] = self._cell_proposal(k)
             self.stale[k] = False
+
+    def _cell_proposal(self, k: int) -> tuple[torch.Tensor, SplitProposal]:
+        """Cell k's rows (those labelled k) and its split proposal; by two compiled calls where
+        :func:`._two_means.labelled_proposal` takes the cell."""
+        if self.X.device.type == "cpu" and type(self.comm) is Comm:
+            from ._two_means import labelled_proposal  # numba's kernels: loaded when first needed
+
+            found = labelled_proposal(self.X, self.weight, self.labels, k)
+            if found is not None:
+                return found
+        rows = torch.nonzero(self.labels == k).flatten()
+        return rows, propose_split(self.X, self.weight[rows], self.comm, index=rows)
 
     def _children_weights(self, k: int, p: SplitProposal) -> torch.Tensor:
         if not self.learn_weights:

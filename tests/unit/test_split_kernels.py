@@ -141,3 +141,50 @@ def test_split_merge_reuses_a_proposal_only_for_the_same_rows():
     reused, n_reused = _split.split_merge(X, weight, start, **options, known=fresh)
     assert torch.equal(plain.means, reused.means) and torch.equal(plain.labels, reused.labels)
     assert n_plain == n_reused
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(cells(), st.integers(1, 5), st.integers(0, 2**16))
+def test_a_labelled_cells_proposal_is_propose_splits_of_its_rows(cell_data, n_labels, seed):
+    """The rows labelled k and their proposal by ``labelled_proposal`` (two compiled calls) equal
+    ``nonzero(labels == k)`` and ``propose_split`` of those rows, number for number; cells it does
+    not take (more than 8 features, fewer than two rows, no weight) give None."""
+    from kmeans_limit.inference._two_means import labelled_proposal
+
+    X, u = cell_data
+    labels = torch.randint(0, n_labels, (X.shape[0],), generator=torch.Generator().manual_seed(seed))
+    for k in range(n_labels + 1):  # the last label is held by no row
+        rows = torch.nonzero(labels == k).flatten()
+        found = labelled_proposal(X, u, labels, k)
+        if X.shape[1] > 8 or rows.numel() < 2 or u[rows].sum() <= 0:
+            assert found is None
+            continue
+        got_rows, got = found
+        want = _split.propose_split(X, u[rows], index=rows)
+        assert torch.equal(got_rows, rows)
+        assert got.critical_sigma2 == want.critical_sigma2 and got.gain == want.gain
+        assert got.left_mass == want.left_mass and got.right_mass == want.right_mass
+        assert torch.equal(got.left, want.left) and torch.equal(got.right, want.right)
+        assert got.left.dtype == X.dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_features", [2, 8, 9])
+def test_annealing_with_labelled_proposals_is_annealing_without(monkeypatch, dtype, n_features):
+    """Annealing (weighted, far from the origin) gives the same path and fit whether its cells'
+    proposals come from ``labelled_proposal`` or from ``propose_split`` of the gathered rows."""
+    from kmeans_limit.inference import _two_means, anneal
+
+    generator = torch.Generator().manual_seed(n_features)
+    centres = 6.0 * torch.randn(9, n_features, generator=generator, dtype=torch.float64)
+    X = centres[torch.arange(1800) % 9] + torch.randn(
+        1800, n_features, generator=generator, dtype=torch.float64
+    )
+    X = (X * 1e-3 + 50.0).to(dtype)
+    weight = torch.rand(1800, generator=generator, dtype=torch.float64).to(dtype) + 0.5
+    fast = anneal(X, 9, seed=1, sample_weight=weight)
+    monkeypatch.setattr(_two_means, "labelled_proposal", lambda *args: None)
+    plain = anneal(X, 9, seed=1, sample_weight=weight)
+    assert torch.equal(fast.means, plain.means) and torch.equal(fast.labels, plain.labels)
+    assert torch.equal(fast.path.sigma, plain.path.sigma) and torch.equal(fast.path.means, plain.path.means)
+    assert torch.equal(fast.critical_sigmas, plain.critical_sigmas) and fast.n_iter == plain.n_iter
