@@ -37,6 +37,16 @@ def _near(X, i, mean, labels, min_sq, log_weights, k, beta, log_threshold):  # p
 
 
 @_compiled()
+def _count_near(X, labels, min_sq, log_weights, mean, k, beta, log_threshold):  # pragma: no cover
+    """How many rows :func:`_near` keeps."""
+    count = 0
+    for i in range(X.shape[0]):
+        if _near(X, i, mean, labels, min_sq, log_weights, k, beta, log_threshold):
+            count += 1
+    return count
+
+
+@_compiled()
 def _nearby(X, labels, min_sq, log_weights, mean, k, beta, log_threshold, index):  # pragma: no cover
     """The rows :func:`_near` keeps, into ``index``; returns how many."""
     count = 0
@@ -64,8 +74,9 @@ def _soft_weights(X, weight, labels, min_sq, log_weights, mean, k, beta, log_thr
             dot += np.float64(X[i, t]) * mean[t]
         logit = max((dot + bias - terms[0, i]) * two_beta, floor_logit)
         gamma = math.exp(logit - terms[1, i]) if math.exp(logit) > floor_value else 0.0
-        index[count] = i
-        u[count] = (1.0 if weight is None else weight[i]) * gamma
+        if count < index.shape[0]:  # past the end: only counted (the caller then calls again)
+            index[count] = i
+            u[count] = (1.0 if weight is None else weight[i]) * gamma
         count += 1
     return count
 
@@ -215,25 +226,15 @@ def soft_cell_matrix(
     x = X.contiguous().numpy()
     mean = means[k].double().numpy()
     bias = float(mean @ mean) * -0.5 + log_weights[k].item() * sigma**2
-    index = np.empty(x.shape[0], dtype=np.int64)
-    u = np.empty(x.shape[0])
-    count = _soft_weights(
-        x,
-        weight.numpy(),
-        labels.numpy(),
-        min_sq.numpy(),
-        log_weights.double().numpy(),
-        mean,
-        k,
-        1.0 / (2.0 * sigma**2),
-        log_threshold,
-        terms.numpy(),
-        bias,
-        1.0 / sigma**2,
-        *floor,
-        index,
-        u,
-    )
+    near = (x, labels.numpy(), min_sq.numpy(), log_weights.double().numpy(), mean, k, 1.0 / (2.0 * sigma**2))
+    # The rows are counted first, so that the two arrays are the cell's size, not the data's.
+    size = _count_near(*near, log_threshold)
+    weights = (x, weight.numpy(), *near[1:], log_threshold, terms.numpy(), bias, 1.0 / sigma**2, *floor)
+    index, u = np.empty(size, dtype=np.int64), np.empty(size)
+    count = _soft_weights(*weights, index, u)
+    if count > size:  # the two passes disagreed on a row (they should not): room for every row
+        index, u = np.empty(x.shape[0], dtype=np.int64), np.empty(x.shape[0])
+        count = _soft_weights(*weights, index, u)
     cutoff = torch.finfo(X.dtype).eps * u[:count].sum() / max(count, 1)
     kept = _keep_above(index, u, count, cutoff)  # in place: no copies of row-sized arrays
     if kept == 0:

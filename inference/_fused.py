@@ -27,6 +27,7 @@ __all__ = [
     "assign_and_sum",
     "direct_scores",
     "labelled_sq_distances",
+    "labelled_sq_distances_into",
     "lane_width",
     "lanes_kernel",
 ]
@@ -399,3 +400,8 @@ def labelled_sq_distances(x: np.ndarray, means: np.ndarray, labels: np.ndarray) 
     out = np.empty(x.shape[0], dtype=x.dtype)
     _labelled_sq_distances(x, means, labels, out)
     return out
+
+
+def labelled_sq_distances_into(x: np.ndarray, means: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
+    """:func:`labelled_sq_distances` written into ``out`` (shape (n_rows,), ``x``'s dtype)."""
+    _labelled_sq_distances(x, means, labels, out)

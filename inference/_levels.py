@@ -194,8 +194,9 @@ class Annealer:
         if self.sigma_end is None and hard and self.n_born > 1:  # one centroid: entropy 0 at any σ
             self.soft = False
         counts = torch.bincount(self.labels, minlength=self.n_born)
-        self.labels = assign_labels(self.X, self.means)
-        self.min_sq = labelled_sq_distances(self.X, self.means, self.labels)
+        # Written over the last level's (read above for the counts): no second row-sized array.
+        self.labels = assign_labels(self.X, self.means, out=self.labels)
+        self.min_sq = labelled_sq_distances(self.X, self.means, self.labels, out=self.min_sq)
         # A cell whose rows barely changed keeps its proposal (its gain is then a little stale).
         change, counts = self.comm.sum_(torch.bincount(self.labels, minlength=self.n_born) - counts, counts)
         change = change.abs()

@@ -110,7 +110,7 @@ def lloyd_options(max_iter, tol) -> dict:
     return dict(max_iter=check_positive_int("max_iter", max_iter), tol=check_real("tol", tol, low=0.0))
 
 
-def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+def _argmin_rows(X: torch.Tensor, means: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``argmin_k (‖μ_k‖² − 2 x_n·μ_k)`` for the rows of ``X``, a chunk of rows at a time.
 
     On CPU the compiled loop of :mod:`._fused` does it, with BLAS on one thread in each of the
@@ -118,13 +118,13 @@ def _argmin_rows(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """
     n_rows, n_clusters = X.shape[0], means.shape[0]
     if X.device.type != "cpu":
-        labels = torch.empty(n_rows, dtype=torch.long, device=X.device)
+        labels = torch.empty(n_rows, dtype=torch.long, device=X.device) if out is None else out
         means_t = (-2.0 * means).T.contiguous()
         means_sq = (means * means).sum(-1)
         for rows in chunk_rows(n_rows, n_clusters, device=X.device):
             torch.argmin(torch.addmm(means_sq, X[rows], means_t), 1, out=labels[rows])
         return labels
-    labels = _host_labels(n_rows)
+    labels = _host_labels(n_rows) if out is None else out
     _fused.assign(_host(X), _host(means), labels.numpy(), cpu_threads())
     return labels
 
@@ -150,26 +150,33 @@ def _host_labels(n_rows: int) -> torch.Tensor:
     return torch.from_numpy(np.empty(n_rows, dtype=np.int64))
 
 
-def assign_labels(X: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+def assign_labels(X: torch.Tensor, means: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Nearest-centroid labels (first index on ties), from ``‖μ_k‖² − 2 x·μ_k``.
 
-    ``‖x‖²`` does not change the argmin, so it is never computed.
+    ``‖x‖²`` does not change the argmin, so it is never computed. ``out``: a contiguous long
+    tensor of shape (n_samples,) on ``X``'s device to write them into (else a new one).
 
     Returns
     -------
     long tensor of shape (n_samples,)
     """
-    return _argmin_rows(X, means)
+    return _argmin_rows(X, means, out)
 
 
-def labelled_sq_distances(X: torch.Tensor, means: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def labelled_sq_distances(
+    X: torch.Tensor, means: torch.Tensor, labels: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """``‖x_n − μ_{z_n}‖²`` computed from the differences, of shape (n_samples,).
 
-    One compiled pass on CPU (:mod:`._fused`); a chunk of rows at a time elsewhere.
+    One compiled pass on CPU (:mod:`._fused`); a chunk of rows at a time elsewhere. ``out``: a
+    contiguous tensor of shape (n_samples,) and ``X``'s dtype and device to write them into.
     """
-    if X.device.type == "cpu":
+    if X.device.type == "cpu" and out is None:
         return torch.from_numpy(_fused.labelled_sq_distances(_host(X), _host(means), _host(labels)))
-    out = X.new_empty(X.shape[0])
+    if X.device.type == "cpu":
+        _fused.labelled_sq_distances_into(_host(X), _host(means), _host(labels), out.numpy())
+        return out
+    out = X.new_empty(X.shape[0]) if out is None else out
     ones = X.new_ones(X.shape[1])
     for rows in chunk_rows(X.shape[0], X.shape[1], device=X.device):
         torch.mv((X[rows] - means[labels[rows]]).square_(), ones, out=out[rows])

@@ -219,6 +219,29 @@ def test_soft_cell_eigenvalue_is_the_responsibility_weighted_one(dtype, n_featur
         assert lam == pytest.approx(expected, rel=1e-9 if dtype == F64 else 1e-4), k
 
 
+@pytest.mark.parametrize("short", [0, 1, 37])
+def test_soft_cell_rows_counted_short_are_found_again(monkeypatch, short):
+    """The rows are counted before they are weighed; if the count came out short (the two passes
+    should agree), the weighing runs again with room for every row and the matrix is the same."""
+    generator = torch.Generator().manual_seed(11)
+    X = prepare_data(torch.randn(1500, 3, generator=generator, dtype=F64) * 5.0).rows
+    means = X[:4].clone()
+    log_weights = torch.full((4,), -math.log(4.0), dtype=F64)
+    weight = torch.ones(1500, dtype=F64)
+    terms = X.new_empty(2, 1500)
+    sufficient_stats(X, means, log_weights, 2.0, sample_weight=weight, row_terms=terms)
+    d2 = torch.cdist(X, means).square()
+    min_sq, labels = d2.min(1)
+    threshold = math.log(1e-3 * torch.finfo(F64).eps)
+    cell = (X, weight, labels, min_sq, means, log_weights, 1, 2.0, threshold, terms, negligible_logit(F64))
+    expected = _critical.soft_cell_matrix(*cell)
+    counted = _critical._count_near
+    monkeypatch.setattr(
+        _critical, "_count_near", lambda *args: max(counted(*args) - short - 1, 0) if short else 0
+    )
+    np.testing.assert_array_equal(_critical.soft_cell_matrix(*cell), expected)
+
+
 def test_top_eigenvalue_of_known_matrices():
     assert _critical.top_eigenvalue(np.zeros((0, 0))) == 0.0
     for size in (1, 5, 20):

@@ -185,3 +185,21 @@ class TestKMeansPlusPlus:
         args = {"n_clusters": 2, **kwargs}
         with pytest.raises(ValueError, match=match):
             kmeans_plusplus(X, args.pop("n_clusters"), **args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_labels_and_distances_written_into_given_tensors(dtype):
+    """``out=``: the same labels and distances as fresh ones, in the tensors given (annealing's
+    levels write over their last ones: no second row-sized array)."""
+    from kmeans_limit.inference.lloyd import assign_labels, labelled_sq_distances
+
+    generator = torch.Generator().manual_seed(3)
+    X = (torch.randn(700, 4, generator=generator, dtype=torch.float64) + 30.0).to(dtype)
+    means = X[:9].clone()
+    labels_out = torch.full((700,), -5, dtype=torch.long)
+    distances_out = torch.full((700,), -1.0, dtype=dtype)
+    labels = assign_labels(X, means, out=labels_out)
+    distances = labelled_sq_distances(X, means, labels, out=distances_out)
+    assert labels is labels_out and distances is distances_out
+    assert torch.equal(labels, assign_labels(X, means))
+    assert torch.equal(distances, labelled_sq_distances(X, means, labels))
