@@ -167,6 +167,7 @@ class Annealer:
         )
         self.n_iter += result.n_iter
         self.means, self.log_weights = result.means, result.weights.log()
+        release_freed(self.X)
         self.settle(stats)
 
     def _all_rows(self):
@@ -310,6 +311,7 @@ class Annealer:
         self._close_level()
 
     def _close_level(self) -> None:
+        release_freed(self.X)  # the local EM's arrays, before the full E step allocates its own
         everywhere = dict(sample_weight=self.weight, comm=self.comm, row_terms=self.row_terms)
         self.settle(sufficient_stats(self.X, self.means, self.log_weights, self.sigma, **everywhere))
 
@@ -367,6 +369,7 @@ class Annealer:
         """
         k = self.choose()
         self.critical.append(self.critical_sigma(k))
+        release_freed(self.X)
         self.sigma = min(self.sigma, self.cooling * math.sqrt(self.proposals[k].critical_sigma2))
         if self.sigma_end is not None and self.sigma < self.sigma_end:
             self.soft = False
@@ -375,7 +378,7 @@ class Annealer:
             self.split_locally(k)
         else:
             self.split_hard(k)
-        release_freed(self.X)  # on large data: the level's freed arrays back to the system
+        release_freed(self.X)  # on large data: each stage's freed arrays back to the system
 
     def cool(self) -> None:
         """After the last split: σ times ``cooling**TAIL`` a level, down to ``sigma_end`` if given.
