@@ -27,7 +27,6 @@ __all__ = [
     "assign_and_sum",
     "direct_scores",
     "labelled_sq_distances",
-    "labelled_sq_distances_into",
     "lane_width",
     "lanes_kernel",
 ]
@@ -384,7 +383,9 @@ def assign_and_sum(
     return _run(x, means, weight, labels, True, n_threads)
 
 
-def labelled_sq_distances(x: np.ndarray, means: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def labelled_sq_distances(
+    x: np.ndarray, means: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """``‖x_n − μ_{z_n}‖²`` from the differences, in one pass (summed in float64).
 
     Parameters
@@ -392,16 +393,13 @@ def labelled_sq_distances(x: np.ndarray, means: np.ndarray, labels: np.ndarray) 
     x : C-contiguous ndarray of shape (n_rows, n_features)
     means : ndarray of shape (n_clusters, n_features), of ``x``'s dtype
     labels : int64 ndarray of shape (n_rows,)
+    out : ndarray of shape (n_rows,), of ``x``'s dtype, optional
+        Where to write them (else a new array).
 
     Returns
     -------
     ndarray of shape (n_rows,), of ``x``'s dtype
     """
-    out = np.empty(x.shape[0], dtype=x.dtype)
+    out = np.empty(x.shape[0], dtype=x.dtype) if out is None else out
     _labelled_sq_distances(x, means, labels, out)
     return out
-
-
-def labelled_sq_distances_into(x: np.ndarray, means: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
-    """:func:`labelled_sq_distances` written into ``out`` (shape (n_rows,), ``x``'s dtype)."""
-    _labelled_sq_distances(x, means, labels, out)

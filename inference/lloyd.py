@@ -171,11 +171,10 @@ def labelled_sq_distances(
     One compiled pass on CPU (:mod:`._fused`); a chunk of rows at a time elsewhere. ``out``: a
     contiguous tensor of shape (n_samples,) and ``X``'s dtype and device to write them into.
     """
-    if X.device.type == "cpu" and out is None:
-        return torch.from_numpy(_fused.labelled_sq_distances(_host(X), _host(means), _host(labels)))
     if X.device.type == "cpu":
-        _fused.labelled_sq_distances_into(_host(X), _host(means), _host(labels), out.numpy())
-        return out
+        host_out = None if out is None else out.numpy()
+        distances = _fused.labelled_sq_distances(_host(X), _host(means), _host(labels), host_out)
+        return torch.from_numpy(distances) if out is None else out
     out = X.new_empty(X.shape[0]) if out is None else out
     ones = X.new_ones(X.shape[1])
     for rows in chunk_rows(X.shape[0], X.shape[1], device=X.device):
