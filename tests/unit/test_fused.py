@@ -4,6 +4,8 @@ import numba
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
@@ -134,15 +136,15 @@ def test_without_a_place_for_the_cache_the_kernels_still_compile(monkeypatch):
 
 
 @pytest.mark.parametrize("n_features", [2, 20])  # the direct loop and BLAS
-@pytest.mark.parametrize("n_clusters", [127, 128, 130, 259])  # one chain, four, and a tail of 2 or 3
+@pytest.mark.parametrize("n_clusters", [15, 16, 17, 64, 127, 259])  # one chain; two passes, tails
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_first_smallest_score_on_four_chains(n_features, n_clusters, dtype):
-    """Integer rows and centroids (exact scores) with centroids repeated across the chains: the
-    label is the first of the equally near centroids, as the one-chain loop gives it."""
+def test_first_smallest_score_of_repeated_centroids(n_features, n_clusters, dtype):
+    """Integer rows and centroids (exact scores) with centroids repeated far apart: the label is
+    the first of the equally near centroids, as the one-chain loop gives it."""
     rng = np.random.default_rng(n_clusters)
     x = rng.integers(-3, 4, size=(2000, n_features)).astype(dtype)
     means = rng.integers(-3, 4, size=(n_clusters, n_features)).astype(dtype)
-    means[n_clusters - 1] = means[n_clusters - 6] = means[5]  # ties in other chains and the tail
+    means[n_clusters - 1] = means[n_clusters - 6] = means[5]  # ties across the vectors and the tail
     labels = np.empty(2000, dtype=np.int64)
     _fused.assign(x, means, labels)
     scores = (means * means).sum(1)[None, :] - 2.0 * x.astype(np.float64) @ means.T.astype(np.float64)
@@ -151,8 +153,45 @@ def test_first_smallest_score_on_four_chains(n_features, n_clusters, dtype):
     assert near_tie.sum() > 10
 
 
+@numba.njit
+def _first_min_of(scores):
+    return _fused._first_min(scores)
+
+
+@numba.njit
+def _one_chain(scores):
+    best, low = 0, scores[0]
+    for k in range(1, scores.shape[0]):
+        if scores[k] < low:
+            best, low = k, scores[k]
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 300),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([3, 50, 10**6]),
+)
+def test_first_min_is_the_first_index_of_the_smallest(size, dtype, seed, spread):
+    """``_first_min`` (one chain below ``SCAN_CLUSTERS`` scores, two vectorised passes from there)
+    against the one-chain loop and ``np.argmin``: ties among few distinct values, signed zeros and
+    infinities, at every length across the vector widths; a NaN still gives an index in range."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(-spread, spread + 1, size=size).astype(dtype)
+    special = rng.random(size)
+    scores[special < 0.05] = -0.0
+    scores[(special > 0.05) & (special < 0.08)] = np.inf
+    scores[(special > 0.08) & (special < 0.1)] = -np.inf
+    best = _first_min_of(scores)
+    assert best == _one_chain(scores) == np.argmin(scores)
+    scores[rng.integers(size)] = np.nan
+    assert 0 <= _first_min_of(scores) < size
+
+
 def test_lloyd_with_many_clusters_equals_sklearn():
-    """K = 140: the nearest centroid taken along four chains, still scikit-learn's labels."""
+    """K = 140: the nearest centroid found in two vectorised passes, still scikit-learn's labels."""
     X, _ = make_blobs(3000, n_features=8, centers=140, cluster_std=1.0, random_state=4)
     init = X[np.random.default_rng(1).choice(3000, 140, replace=False)]
     km = KMeans(140, init=init, n_init=1, algorithm="lloyd", tol=0.0).fit(X)
