@@ -417,6 +417,6 @@ def _result(lloyd: LloydResult, data: Data, state: Annealer) -> AnnealResult:
         sigma_star,
         _path(state, data),
         torch.tensor(state.split_sigmas, dtype=torch.float64),
-        torch.tensor(state.critical, dtype=torch.float64),
+        torch.tensor(state.critical_sigmas(), dtype=torch.float64),
         state.n_iter,
     )

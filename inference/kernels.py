@@ -27,6 +27,7 @@ __all__ = [
     "compiled_e_step",
     "cpu_threads",
     "hard_labels",
+    "idle_threads",
     "hard_temperature",
     "log_responsibilities",
     "nearest_centroid",
@@ -86,6 +87,13 @@ def one_blas_thread() -> contextlib.AbstractContextManager:
     if _CALLER_THREADS.get() is not None:
         return contextlib.nullcontext()
     return threadpools().limit(limits=1, user_api="blas")
+
+
+def idle_threads() -> int:
+    """Threads the caller gave torch that a small problem leaves idle: inside
+    :func:`serial_if_small` (every pool on one thread) all but one of them, else none."""
+    saved = _CALLER_THREADS.get()
+    return 0 if saved is None else max(saved - 1, 0)
 
 
 def cpu_threads() -> int:

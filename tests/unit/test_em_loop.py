@@ -15,6 +15,7 @@ loop on arrays does the tensor loop's operations in the same order: equal bit fo
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -358,6 +359,80 @@ def test_annealing_gathers_every_row_once_and_anneals_as_without(monkeypatch):
     assert torch.equal(shared.means, fresh.means) and torch.equal(shared.labels, fresh.labels)
     assert torch.equal(shared.path.log_likelihood, fresh.path.log_likelihood)
     assert torch.equal(shared.critical_sigmas, fresh.critical_sigmas) and shared.n_iter == fresh.n_iter
+
+
+def _blobs_in(n_features: int, n_rows: int = 1024, seed: int = 3) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    centres = 6.0 * torch.randn(8, n_features, generator=generator, dtype=F64)
+    noise = torch.randn(n_rows, n_features, generator=generator, dtype=F64)
+    return centres[torch.arange(n_rows) % 8] + noise + 30.0
+
+
+def test_critical_sigmas_measured_in_the_background_are_those_measured_inline(monkeypatch):
+    """On two threads a small problem's critical σ are measured on the background thread from
+    copies of the level (``Annealer.step``); the fit, the path and every critical σ are those of
+    measuring each one inline, while the level that follows writes over the originals."""
+    from kmeans_limit.inference import _levels, anneal
+
+    X = _blobs_in(64)  # 1024 × 64²: BACKGROUND_WORK
+    assert X.shape[0] * X.shape[1] ** 2 >= _levels.BACKGROUND_WORK
+    where = []
+    measured = _critical.soft_cell_matrix
+
+    def recorded(*cell):
+        where.append(threading.current_thread().name)
+        return measured(*cell)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(_critical, "soft_cell_matrix", recorded)
+            background = anneal(X, 8)
+        with monkeypatch.context() as patch:
+            patch.setattr(_levels, "idle_threads", lambda: 0)
+            inline = anneal(X, 8)
+    finally:
+        torch.set_num_threads(previous)
+    assert where and all(name.startswith("kmeans-limit-critical") for name in where), where
+    assert torch.equal(background.critical_sigmas, inline.critical_sigmas)
+    assert torch.equal(background.means, inline.means) and torch.equal(background.labels, inline.labels)
+    assert torch.equal(background.path.log_likelihood, inline.path.log_likelihood)
+    assert background.n_iter == inline.n_iter
+
+
+def test_an_error_measuring_in_the_background_reaches_the_caller(monkeypatch):
+    from kmeans_limit.inference import anneal
+
+    def broken(*cell):
+        raise FloatingPointError("in the background")
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(_critical, "soft_cell_matrix", broken)
+        with pytest.raises(FloatingPointError, match="in the background"):
+            anneal(_blobs_in(64), 8)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_cheap_critical_sigmas_and_one_thread_stay_inline(monkeypatch):
+    """Below ``BACKGROUND_WORK`` (here 1024 × 8²), and on one thread, no level hands its critical σ over."""
+    from kmeans_limit.inference import _levels, anneal
+
+    handed = []
+    monkeypatch.setattr(_critical, "in_background", lambda function: handed.append(1) or function())
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        anneal(_blobs_in(8), 8)
+        torch.set_num_threads(1)
+        anneal(_blobs_in(64), 8)
+    finally:
+        torch.set_num_threads(previous)
+    assert handed == []
+    assert 1024 * 8**2 < _levels.BACKGROUND_WORK
 
 
 class _Elsewhere(Comm):

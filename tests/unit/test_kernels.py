@@ -214,6 +214,22 @@ def test_serial_contexts_keep_the_callers_thread_count_for_the_compiled_step():
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_idle_threads_are_the_callers_but_one_inside_a_serial_context(threads):
+    from kmeans_limit.inference.kernels import idle_threads, serial_if_small
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert idle_threads() == 0  # outside: the pools have every thread
+        with serial_if_small(10):
+            assert idle_threads() == threads - 1
+        with serial_if_small(1 << 40):  # a large problem: the pools keep their threads
+            assert idle_threads() == 0
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_tensors_that_require_grad_are_fitted_without_their_graph():
     from kmeans_limit.inference import anneal, em, lloyd
 
