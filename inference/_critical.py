@@ -11,22 +11,18 @@ all in float64; only the eigenvalue of the small matrix that comes back is left 
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from . import _lanczos
 from ._fused import _compiled
-from .kernels import negligible_logit
+from .kernels import in_background, negligible_logit
 
 __all__ = [
     "cell_scatter",
     "hard_cell_matrix",
-    "in_background",
     "nearby_rows",
     "soft_cell_matrix",
     "top_eigenvalue",
@@ -285,7 +281,7 @@ def soft_critical_sigma(
     """``sqrt(λ_max)`` of :func:`soft_cell_matrix` (its arguments; the floor is the dtype's).
 
     ``later``: a Future of the same number, measured on the background thread
-    (:func:`in_background`) from copies of the tensors of the level, which the caller's next level
+    (:func:`~.kernels.in_background`) from copies of the tensors of the level, which the caller's next level
     writes over; a float otherwise.
     """
     level = (labels, min_sq, means, log_weights, k, sigma, log_threshold, terms, negligible_logit(X.dtype))
@@ -293,17 +289,3 @@ def soft_critical_sigma(
         return math.sqrt(top_eigenvalue(soft_cell_matrix(X, weight, *level)))
     copies = tuple(v.clone() if isinstance(v, torch.Tensor) else v for v in level)
     return in_background(lambda: math.sqrt(top_eigenvalue(soft_cell_matrix(X, weight, *copies))))
-
-
-def in_background(function, *args) -> Future:
-    """``function(*args)`` on this process's one background thread (a forked child makes its own).
-
-    For the critical σ of small annealing problems on more than one thread (``Annealer.step``):
-    the compiled passes and BLAS product release the GIL, so the level's EM runs beside it.
-    """
-    return _background(os.getpid()).submit(function, *args)
-
-
-@functools.cache
-def _background(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmeans-limit-critical")

@@ -10,7 +10,9 @@ import contextlib
 import contextvars
 import functools
 import math
+import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +30,7 @@ __all__ = [
     "cpu_threads",
     "hard_labels",
     "idle_threads",
+    "in_background",
     "hard_temperature",
     "log_responsibilities",
     "nearest_centroid",
@@ -94,6 +97,21 @@ def idle_threads() -> int:
     :func:`serial_if_small` (every pool on one thread) all but one of them, else none."""
     saved = _CALLER_THREADS.get()
     return 0 if saved is None else max(saved - 1, 0)
+
+
+def in_background(function, *args) -> Future:
+    """``function(*args)`` on this process's one background thread (a forked child makes its own),
+    in a copy of the caller's context (so inside :func:`serial_if_small` it is too).
+
+    For small problems on more than one thread (:func:`idle_threads`): annealing's critical σ,
+    whose compiled passes release the GIL while the level's EM (one compiled call) runs here.
+    """
+    return _background(os.getpid()).submit(contextvars.copy_context().run, function, *args)
+
+
+@functools.cache
+def _background(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmeans-limit-background")
 
 
 def cpu_threads() -> int:

@@ -394,7 +394,7 @@ def test_critical_sigmas_measured_in_the_background_are_those_measured_inline(mo
             inline = anneal(X, 8)
     finally:
         torch.set_num_threads(previous)
-    assert where and all(name.startswith("kmeans-limit-critical") for name in where), where
+    assert where and all(name.startswith("kmeans-limit-background") for name in where), where
     assert torch.equal(background.critical_sigmas, inline.critical_sigmas)
     assert torch.equal(background.means, inline.means) and torch.equal(background.labels, inline.labels)
     assert torch.equal(background.path.log_likelihood, inline.path.log_likelihood)

@@ -214,6 +214,24 @@ def test_serial_contexts_keep_the_callers_thread_count_for_the_compiled_step():
         torch.set_num_threads(previous)
 
 
+def test_background_work_runs_on_its_own_thread_in_the_callers_context():
+    import threading
+
+    from kmeans_limit.inference.kernels import idle_threads, in_background, serial_if_small
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with serial_if_small(10):
+            seen = in_background(lambda: (threading.current_thread().name, idle_threads())).result()
+    finally:
+        torch.set_num_threads(previous)
+    assert seen[0].startswith("kmeans-limit-background") and seen[0] != threading.current_thread().name
+    assert seen[1] == 2  # the serial context came along
+    with pytest.raises(ZeroDivisionError):
+        in_background(lambda: 1 / 0).result()
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_idle_threads_are_the_callers_but_one_inside_a_serial_context(threads):
     from kmeans_limit.inference.kernels import idle_threads, serial_if_small
