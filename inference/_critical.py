@@ -25,6 +25,7 @@ __all__ = [
     "hard_cell_matrix",
     "nearby_rows",
     "soft_cell_matrix",
+    "soft_critical_sigma",
     "top_eigenvalue",
 ]
 
@@ -278,11 +279,11 @@ def top_eigenvalue(matrix: np.ndarray) -> float:
 def soft_critical_sigma(
     X, weight, labels, min_sq, means, log_weights, k, sigma, log_threshold, terms, *, later
 ):
-    """``sqrt(λ_max)`` of :func:`soft_cell_matrix` (its arguments; the floor is the dtype's).
+    """``sqrt(λ_max)`` of :func:`soft_cell_matrix` of these arguments (the floor: the dtype's).
 
     ``later``: a Future of the same number, measured on the background thread
-    (:func:`~.kernels.in_background`) from copies of the tensors of the level, which the caller's next level
-    writes over; a float otherwise.
+    (:func:`~.kernels.in_background`) from copies of the level's tensors, which the caller's next
+    level writes over; a float otherwise.
     """
     level = (labels, min_sq, means, log_weights, k, sigma, log_threshold, terms, negligible_logit(X.dtype))
     if not later:

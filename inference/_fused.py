@@ -144,7 +144,7 @@ def _first_min(scores):  # pragma: no cover
     it (an integer minimum). Below, one chain of comparisons, each waiting on the one before. On rows
     of random scores (one thread) the chains (one, or four from 128 scores on, as before) took
     1.7-4.2x as long in float32 and 1.2-2.8x in float64 at K = 16-1024 (K = 64, float32: 1.15 ns a
-    score against 0.27), at D = 64, K = 64 half as long as the step's BLAS product. The scores are
+    score against 0.27; at D = 64 half as long as the step's BLAS product). The scores are
     finite (:mod:`.data` refuses rows whose squares would overflow); should the passes find no index
     (a NaN), the chain answers.
     """
@@ -279,7 +279,7 @@ def direct_scores(x, i, means_t, bias, scores):  # pragma: no cover
 @_compiled()
 def _nearest_blas(x, means_t, bias, weight, labels, sums, counts, chunk):  # pragma: no cover
     """Rows against every centroid, the products ``x·μ_k`` of a chunk of rows from one BLAS call."""
-    prefer_wide_vectors()
+    prefer_wide_vectors()  # the scan of each row's scores (``_first_min``) in 512-bit vectors
     n_rows, n_clusters = x.shape[0], means_t.shape[1]
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
