@@ -25,6 +25,7 @@ __all__ = [
     "Dataset",
     "available",
     "best_time",
+    "best_times_interleaved",
     "centroid_index",
     "data_dir",
     "label_means",
@@ -164,6 +165,23 @@ def machine() -> str:
         f"{cpu}, {os.cpu_count()} CPUs; torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"scikit-learn {sklearn.__version__} ({pools}); load average {os.getloadavg()[0]:.2f}"
     )
+
+
+def best_times_interleaved(functions, repeat: int) -> list[tuple[float, object]]:
+    """:func:`best_time` of each function, their calls interleaved: every round calls each once, in
+    turn, the order reversed every other round. On a shared machine whose speed drifts over seconds
+    (here up to 2x between passes a few minutes apart) both sides of a ratio then see the same
+    drift, where timing one side's runs after the other's folds the drift into the ratio."""
+    import time
+
+    best, results = [float("inf")] * len(functions), [None] * len(functions)
+    for round_ in range(repeat):
+        order = range(len(functions)) if round_ % 2 == 0 else reversed(range(len(functions)))
+        for index in order:
+            start = time.perf_counter()
+            results[index] = functions[index]()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return list(zip(best, results, strict=True))
 
 
 def best_time(function, repeat: int) -> tuple[float, object]:
