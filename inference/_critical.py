@@ -18,6 +18,7 @@ import torch
 
 from . import _lanczos
 from ._fused import _compiled
+from ._syrk import add_gram
 from .kernels import in_background, negligible_logit
 
 __all__ = [
@@ -136,7 +137,8 @@ def cell_scatter(X, index, u, chunk):  # pragma: no cover
     """The weighted covariance of the rows ``X[index]`` (all of ``X`` for None) in float64.
 
     With ``m = Σ u x / Σ u`` (two passes, no cancellation) and ``Z`` the rows ``sqrt(u / Σ u) (x − m)``:
-    the ``D × D`` covariance ``ZᵀZ`` (a chunk of rows of ``Z`` at a time by one BLAS product), or,
+    the ``D × D`` covariance ``ZᵀZ`` (a chunk of rows of ``Z`` at a time by one BLAS product:
+    :func:`._syrk.add_gram`, a symmetric rank-k update from 64 features on), or,
     for fewer rows than features, the ``n × n`` Gram matrix ``ZZᵀ`` (the same nonzero eigenvalues;
     ``Zᵀw`` is the eigenvector of ``ZᵀZ`` for the eigenvector ``w`` of ``ZZᵀ``).
 
@@ -167,7 +169,9 @@ def cell_scatter(X, index, u, chunk):  # pragma: no cover
             scale = math.sqrt(u[j] / total)
             for t in range(n_features):
                 z[j, t] = scale * (X[row, t] - mean[t])
-        return np.dot(z, z.T), z, total, mean
+        gram = np.zeros((n_rows, n_rows))
+        add_gram(z, gram, True)
+        return gram, z, total, mean
     matrix = np.zeros((n_features, n_features))
     z = np.empty((min(chunk, n_rows), n_features))
     for start in range(0, n_rows, chunk):
@@ -177,8 +181,7 @@ def cell_scatter(X, index, u, chunk):  # pragma: no cover
             scale = math.sqrt(u[j] / total)
             for t in range(n_features):
                 z[j - start, t] = scale * (X[row, t] - mean[t])
-        part = z[: stop - start]
-        matrix += np.dot(part.T, part)
+        add_gram(z[: stop - start], matrix, False)
     return matrix, np.zeros((0, n_features)), total, mean
 
 

@@ -179,7 +179,7 @@ def weighted_top_eigenvalue(X, u):
     return float(np.linalg.eigvalsh((z * u[:, None]).T @ z / u.sum())[-1])
 
 
-@pytest.mark.parametrize("n_features", [1, 3, 9, 40])
+@pytest.mark.parametrize("n_features", [1, 3, 9, 40, 64, 130])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("n_rows", [2, 30, 700])
 def test_hard_cell_eigenvalue_is_numpys(n_features, dtype, n_rows):
