@@ -40,7 +40,7 @@ def _check(matrix: np.ndarray, value: float, vector: np.ndarray) -> None:
 
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(
-    size=st.integers(128, 260),
+    size=st.integers(_lanczos.LANCZOS_SIZE, 260),
     log_scale=st.floats(-6.0, 6.0),
     gap=st.sampled_from([0.5, 1e-2, 1e-4, 0.0]),
     seed=st.integers(0, 2**16),
@@ -60,7 +60,43 @@ def test_lanczos_top_is_numpys_or_says_it_did_not_settle(size, log_scale, gap, s
     assert _critical.top_eigenvalue(matrix) == pytest.approx(np.linalg.eigvalsh(matrix)[-1], rel=1e-12)
 
 
-@pytest.mark.parametrize(("centers", "n_features"), [(1, 256), (2, 256), (16, 256), (4, 130)])
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    order=st.integers(1, 70),
+    log_scale=st.floats(-150.0, 150.0),
+    shape=st.sampled_from(["random", "split", "repeated", "coupled", "constant"]),
+    seed=st.integers(0, 2**16),
+)
+def test_tridiagonal_top_pair_is_numpys(order, log_scale, shape, seed):
+    """The top eigenpair of ``T_j`` (bisection, inverse iteration) against NumPy's dense solver:
+    random entries, zero off-diagonals (``T`` splits into blocks), repeated blocks (a repeated top),
+    the same weakly coupled (row swaps in the elimination),
+    a constant diagonal with equal off-diagonals; scaled over 300 decades."""
+    rng = np.random.default_rng(seed)
+    alpha, beta = rng.standard_normal(order), rng.standard_normal(order)
+    if shape == "split":
+        beta[rng.random(order) < 0.3] = 0.0
+    elif shape in ("repeated", "coupled") and order >= 2:
+        half = order // 2
+        alpha[half : 2 * half], beta[half : 2 * half] = alpha[:half], beta[:half]
+        # Repeated: two equal blocks. Coupled, weakly: the first block's last pivot at the top
+        # eigenvalue is about as small as the coupling, so that the elimination swaps rows there.
+        beta[half - 1] = 0.0 if shape == "repeated" else 1e-9
+    elif shape == "constant":
+        alpha[:], beta[:] = 2.0, -1.0
+    alpha, beta = alpha * 10.0**log_scale, beta * 10.0**log_scale
+    dense = np.diag(alpha) + np.diag(beta[: order - 1], 1) + np.diag(beta[: order - 1], -1)
+    value, vector = _lanczos._tridiagonal_top(alpha, beta, order)
+    norm = np.abs(dense).sum(1).max()
+    assert abs(value - np.linalg.eigvalsh(dense)[-1]) <= 1e-14 * order * norm, (
+        value,
+        np.linalg.eigvalsh(dense),
+    )
+    assert abs(np.linalg.norm(vector) - 1.0) <= 1e-12
+    assert np.linalg.norm(dense @ vector - value * vector) <= 1e-12 * order * norm
+
+
+@pytest.mark.parametrize(("centers", "n_features"), [(1, 256), (2, 256), (16, 256), (4, 130), (16, 64)])
 def test_blob_covariances(centers, n_features):
     X, _ = make_blobs(n_samples=1024, n_features=n_features, centers=centers, random_state=0)
     z = X - X.mean(0)
