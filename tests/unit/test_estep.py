@@ -51,7 +51,7 @@ def reference(X, means, log_weights, sigma, weight):
 def problems(draw):
     """Prepared rows of a blob mixture at an offset and scale, centroids, log-weights, σ, weights, rows."""
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
-    n_features = draw(st.sampled_from([1, 2, 5, 17]))
+    n_features = draw(st.sampled_from([1, 2, 3, 4, 5, 17]))  # both sides of DIRECT_FEATURES
     n_clusters = draw(st.integers(1, 9))
     n_samples = draw(st.integers(1, 300))
     scale = 10.0 ** draw(st.floats(-6.0, 6.0))
@@ -115,6 +115,35 @@ def test_compiled_e_step_equals_the_float64_sums(problem):
         k = int(torch.argmax(log_weights))
         column = responsibility_column(X, torch.arange(X.shape[0]), means, log_weights, sigma, k)
         assert (column.double() - gamma[:, k]).abs().max().item() <= tol_gamma
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(1, _estep.DIRECT_FEATURES + 2),
+    st.integers(1, 40),
+    st.integers(1, 200),
+    st.floats(-6.0, 6.0),
+    st.sampled_from([0.0, 1e3, 1e6]),
+    st.integers(0, 2**16),
+)
+def test_chunk_scores_are_the_products_plus_bias_within_rounding(
+    dtype, n_features, n_clusters, n_rows, log_scale, offset, seed
+):
+    """The scores ``μ·x + bias`` of a chunk, from the loop (few features) or BLAS (more), against
+    extended precision: within ``(D + 1)`` roundings of ``Σ |μ_t x_t| + |bias|``."""
+    rng = np.random.default_rng(seed)
+    scale = 10.0**log_scale
+    x = (scale * (rng.standard_normal((n_rows, n_features)) + offset)).astype(dtype)
+    means = (scale * (rng.standard_normal((n_clusters, n_features)) + offset)).astype(dtype)
+    bias = (scale**2 * rng.standard_normal(n_clusters)).astype(dtype)
+    scores = _estep.chunk_scores(means, x, bias)
+    assert scores.dtype == dtype and scores.shape == (n_clusters, n_rows)
+    wide = lambda a: a.astype(np.longdouble)  # noqa: E731
+    exact = wide(means) @ wide(x).T + wide(bias)[:, None]
+    size = np.abs(wide(means)) @ np.abs(wide(x)).T + np.abs(wide(bias))[:, None]
+    bound = (n_features + 1) * np.finfo(dtype).eps * size
+    assert (np.abs(wide(scores) - exact) <= bound).all()
 
 
 def responsibility_column(X, rows, means, log_weights, sigma, k):
