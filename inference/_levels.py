@@ -152,10 +152,16 @@ class Annealer:
 
     def record(self, stats) -> None:
         """Append the current equilibrium to the path."""
-        gaps = torch.cdist(self.means, self.means).fill_diagonal_(math.inf)
-        close = (gaps <= 0.01 * self.sigma).triu().any(0)  # a centroid on top of an earlier one
+        radius = 0.01 * self.sigma  # a centroid this near an earlier one sits on top of it
+        if self.X.device.type == "cpu":
+            from ._cells import coincident_count  # numba's kernels: loaded when first needed
+
+            coincident = coincident_count(self.means.numpy(), radius)
+        else:
+            gaps = torch.cdist(self.means, self.means).fill_diagonal_(math.inf)
+            coincident = int((gaps <= radius).triu().any(0).sum())
         level = (self.sigma, self.means.clone(), self.log_weights.exp(), stats.log_likelihood)
-        self.levels.append(level + (stats.entropy / self.total, self.n_born - int(close.sum())))
+        self.levels.append(level + (stats.entropy / self.total, self.n_born - coincident))
 
     def equilibrate(self) -> None:
         """EM at the current σ (fixed) over all rows."""
@@ -204,15 +210,24 @@ class Annealer:
         hard = stats.entropy / self.total < HARD_ENTROPY or self.sigma < self.sigma_floor
         if self.sigma_end is None and hard and self.n_born > 1:  # one centroid: entropy 0 at any σ
             self.soft = False
-        counts = torch.bincount(self.labels, minlength=self.n_born)
+        counts = self._cell_sizes()
         # Written over the last level's (read above for the counts): no second row-sized array.
         self.labels = assign_labels(self.X, self.means, out=self.labels)
         self.min_sq = labelled_sq_distances(self.X, self.means, self.labels, out=self.min_sq)
         # A cell whose rows barely changed keeps its proposal (its gain is then a little stale).
-        change, counts = self.comm.sum_(torch.bincount(self.labels, minlength=self.n_born) - counts, counts)
-        change = change.abs()
-        moved = (change > RESTALE * counts.clamp_min(1)).tolist()
+        change, counts = self.comm.sum_(self._cell_sizes() - counts, counts)
+        from ._cells import moved_cells
+
+        moved = moved_cells(change.cpu().numpy(), counts.cpu().numpy(), RESTALE)
         self.stale = [old or m for old, m in zip(self.stale, moved, strict=True)]
+
+    def _cell_sizes(self) -> torch.Tensor:
+        """Rows of this process with each label, long of shape (n_born,)."""
+        if self.labels.device.type == "cpu":
+            from ._cells import cell_sizes
+
+            return torch.from_numpy(cell_sizes(self.labels.numpy(), self.n_born))
+        return torch.bincount(self.labels, minlength=self.n_born)
 
     def active_rows(self, k: int, threshold: float = ACTIVE) -> torch.Tensor:
         """Rows where centroid k may hold responsibility ≥ ``threshold``: a superset, found without an E step.

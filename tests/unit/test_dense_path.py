@@ -62,7 +62,11 @@ def test_every_level_is_an_em_fixed_point_at_its_sigma(path3):
         born = weights > 0
         stats = sufficient_stats(X, means[born], weights[born].log(), sigma)
         new, _, _ = m_step(stats, means[born], learn_weights=True, learn_sigma=False, sigma=sigma)
-        assert (new - means[born]).norm(dim=1).max().item() < 1e-7 * spread  # the default tol
+        # EM stopped when its last plain step moved no centroid by more than the default tol (1e-7
+        # of the spread). The step after it is not bounded by that: right after a SQUAREM jump the
+        # steps may grow for a while before they contract (1.003 tol here at one level, after the
+        # E step's rounding changed in its last bit). A level that is no fixed point moves by far more.
+        assert (new - means[born]).norm(dim=1).max().item() < 2e-7 * spread
 
 
 def _mirrored_pair(n=60, offset=3.0, seed=0) -> torch.Tensor:
