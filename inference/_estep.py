@@ -185,8 +185,9 @@ def chunk_scores(means, x, bias):  # pragma: no cover
 
     One BLAS product, then the bias; up to ``DIRECT_FEATURES`` features a loop over the rows
     transposed, a multiply-add a feature in the order ``μ_k0 x_n0 + μ_k1 x_n1 + ...``, then the
-    bias (one multiply-add with it for one feature): a BLAS product whose inner dimension is that small is mostly its packing (OpenBLAS on an
-    AMD EPYC, 1600 rows, D = 2: 4.7-6.3 ns a score from K = 31 on, the loop 0.7).
+    bias (one multiply-add with it for one feature): a BLAS product whose inner dimension is that
+    small is mostly its packing (OpenBLAS on an AMD EPYC, 1600 rows, D = 2: 4.7-6.3 ns a score from
+    K = 31 on, the loop 0.7).
     """
     n_clusters, n_features = means.shape
     n = x.shape[0]
