@@ -12,6 +12,7 @@ all in float64; only the eigenvalue of the small matrix that comes back is left 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,10 +23,16 @@ from ._syrk import add_gram
 from .kernels import in_background, negligible_logit
 
 __all__ = [
+    "CellTop",
     "cell_scatter",
+    "cell_top",
+    "centred_cell",
+    "gram_of_rows",
     "hard_cell_matrix",
+    "hard_top_eigenvalue",
     "nearby_rows",
     "soft_cell_matrix",
+    "soft_cell_rows",
     "soft_critical_sigma",
     "top_eigenvalue",
 ]
@@ -132,6 +139,33 @@ def nearby_rows(
     return torch.from_numpy(index[:count] if 2 * count >= index.shape[0] else index[:count].copy())
 
 
+@_compiled(inline="always")
+def _weighted_mean(X, index, u):  # pragma: no cover
+    """``(Σ u, Σ u x / Σ u)`` of the rows ``X[index]`` (all of ``X`` for None), in float64; the mean
+    is 0 where the rows weigh nothing."""
+    n_features = X.shape[1]
+    total = 0.0
+    mean = np.zeros(n_features)
+    for j in range(u.shape[0]):
+        row = j if index is None else index[j]
+        total += u[j]
+        for t in range(n_features):
+            mean[t] += u[j] * X[row, t]
+    if total > 0.0:
+        mean /= total
+    return total, mean
+
+
+@_compiled(inline="always")
+def _centre_rows(X, index, u, total, mean, start, stop, z):  # pragma: no cover
+    """``z[j − start] = sqrt(u_j / Σ u) (x_j − m)`` for the rows ``start ≤ j < stop``."""
+    for j in range(start, stop):
+        row = j if index is None else index[j]
+        scale = math.sqrt(u[j] / total)
+        for t in range(X.shape[1]):
+            z[j - start, t] = scale * (X[row, t] - mean[t])
+
+
 @_compiled()
 def cell_scatter(X, index, u, chunk):  # pragma: no cover
     """The weighted covariance of the rows ``X[index]`` (all of ``X`` for None) in float64.
@@ -150,25 +184,14 @@ def cell_scatter(X, index, u, chunk):  # pragma: no cover
         ``Σ u``.
     mean : float64 array of shape (n_features,)
     """
-    n_rows = X.shape[0] if index is None else index.shape[0]
+    n_rows = u.shape[0]
     n_features = X.shape[1]
-    total = 0.0
-    mean = np.zeros(n_features)
-    for j in range(n_rows):
-        row = j if index is None else index[j]
-        total += u[j]
-        for t in range(n_features):
-            mean[t] += u[j] * X[row, t]
+    total, mean = _weighted_mean(X, index, u)
     if total <= 0.0:
         return np.zeros((0, 0)), np.zeros((0, n_features)), total, mean
-    mean /= total
     if n_rows < n_features:
         z = np.empty((n_rows, n_features))
-        for j in range(n_rows):
-            row = j if index is None else index[j]
-            scale = math.sqrt(u[j] / total)
-            for t in range(n_features):
-                z[j, t] = scale * (X[row, t] - mean[t])
+        _centre_rows(X, index, u, total, mean, 0, n_rows, z)
         gram = np.zeros((n_rows, n_rows))
         add_gram(z, gram, True)
         return gram, z, total, mean
@@ -176,13 +199,91 @@ def cell_scatter(X, index, u, chunk):  # pragma: no cover
     z = np.empty((min(chunk, n_rows), n_features))
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
-        for j in range(start, stop):
-            row = j if index is None else index[j]
-            scale = math.sqrt(u[j] / total)
-            for t in range(n_features):
-                z[j - start, t] = scale * (X[row, t] - mean[t])
+        _centre_rows(X, index, u, total, mean, start, stop, z)
         add_gram(z[: stop - start], matrix, False)
     return matrix, np.zeros((0, n_features)), total, mean
+
+
+@_compiled()
+def centred_cell(X, index, u):  # pragma: no cover
+    """``(Z, Σ u, m)`` of :func:`cell_scatter`: every weighted, centred row ``sqrt(u / Σ u) (x − m)``
+    (float64, of shape (n, D); (0, D) when the rows weigh nothing)."""
+    total, mean = _weighted_mean(X, index, u)
+    if total <= 0.0:
+        return np.zeros((0, X.shape[1])), total, mean
+    z = np.empty((u.shape[0], X.shape[1]))
+    _centre_rows(X, index, u, total, mean, 0, u.shape[0], z)
+    return z, total, mean
+
+
+@_compiled()
+def gram_of_rows(z):  # pragma: no cover
+    """``zᵀz`` of float64 rows ``z``, of shape (D, D)."""
+    matrix = np.zeros((z.shape[1], z.shape[1]))
+    add_gram(z, matrix, False)
+    return matrix
+
+
+class CellTop(NamedTuple):
+    """The top of a cell's weighted covariance (:func:`cell_top`).
+
+    Attributes
+    ----------
+    value : float
+        ``λ_max`` (at least 0).
+    vector : float64 array of shape (n_features,), or None
+        A unit eigenvector for it, where it was asked for and ``value > 0``.
+    total : float
+        ``Σ u``.
+    mean : float64 array of shape (n_features,)
+    """
+
+    value: float
+    vector: np.ndarray | None
+    total: float
+    mean: np.ndarray
+
+
+def cell_top(x: np.ndarray, index: np.ndarray | None, u: np.ndarray, *, vector: bool) -> CellTop:
+    """``λ_max`` (and, with ``vector``, its eigenvector) of the weighted covariance of the rows
+    ``x[index]`` (all of ``x`` for None) of weights ``u`` (float64, of shape (n_rows,)).
+
+    Wide cells (:func:`._lanczos.implicit_steps`) first try Lanczos on their centred rows, the
+    covariance never formed (:func:`._lanczos.lanczos_top_rows`); the others, or where that does not
+    settle within its budget, the covariance or Gram matrix of :func:`cell_scatter` and its top
+    eigenpair (Lanczos from ``LANCZOS_SIZE`` on, else LAPACK).
+    """
+    from ._split import _top_eigenpair
+
+    n_features = x.shape[1]
+    budget = _lanczos.implicit_steps(u.shape[0], n_features)
+    if budget:
+        z, total, mean = centred_cell(x, index, u)
+        if total <= 0.0:
+            return CellTop(0.0, None, total, mean)
+        value, axis, converged = _lanczos.lanczos_top_rows(z, budget, _lanczos.RESIDUAL)
+        if not converged:
+            matrix = gram_of_rows(z)
+            del z
+            if not vector:
+                return CellTop(top_eigenvalue(matrix), None, total, mean)
+            value, tensor = _top_eigenpair(torch.from_numpy(matrix))
+            axis = tensor.numpy()
+        value = max(float(value), 0.0)
+        return CellTop(value, axis if vector and value > 0 else None, total, mean)
+    matrix, z, total, mean = cell_scatter(x, index, u, CHUNK_ROWS)
+    if matrix.shape[0] == 0:
+        return CellTop(0.0, None, total, mean)
+    if not vector:
+        return CellTop(top_eigenvalue(matrix), None, total, mean)
+    value, tensor = _top_eigenpair(torch.from_numpy(matrix))
+    axis = tensor.numpy()
+    if z.shape[0] > 0:  # the Gram matrix's eigenvector w: the covariance's is Zᵀw
+        axis = z.T @ axis
+        norm = float(np.linalg.norm(axis))
+        value, axis = (value, axis / norm) if norm > 0 else (0.0, axis)
+    value = max(float(value), 0.0)
+    return CellTop(value, axis if value > 0 else None, total, mean)
 
 
 def hard_cell_matrix(X: torch.Tensor, u: torch.Tensor, rows: torch.Tensor) -> np.ndarray:
@@ -195,7 +296,14 @@ def hard_cell_matrix(X: torch.Tensor, u: torch.Tensor, rows: torch.Tensor) -> np
     return cell_scatter(X.contiguous().numpy(), index, u.numpy().astype(np.float64), CHUNK_ROWS)[0]
 
 
-def soft_cell_matrix(
+def hard_top_eigenvalue(X: torch.Tensor, u: torch.Tensor, rows: torch.Tensor) -> float:
+    """``λ_max`` of :func:`hard_cell_matrix` of these arguments, by :func:`cell_top`."""
+    if rows.shape[0] == 0:
+        return 0.0
+    return cell_top(X.contiguous().numpy(), rows.numpy(), u.numpy().astype(np.float64), vector=False).value
+
+
+def soft_cell_rows(
     X: torch.Tensor,
     weight: torch.Tensor,
     labels: torch.Tensor,
@@ -207,8 +315,8 @@ def soft_cell_matrix(
     log_threshold: float,
     terms: torch.Tensor,
     floor: tuple[float, float],
-) -> np.ndarray:
-    """As :func:`hard_cell_matrix` for soft cluster ``k``: its rows weighed by ``w_n γ_nk``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of soft cluster ``k`` and their weights ``w_n γ_nk``, for :func:`cell_scatter` or :func:`cell_top`.
 
     Parameters
     ----------
@@ -231,7 +339,10 @@ def soft_cell_matrix(
 
     Returns
     -------
-    array of shape (m, m), float64
+    x : array of shape (n_samples, n_features)
+        ``X``'s data.
+    index : int64 array of shape (n_rows,)
+    u : float64 array of shape (n_rows,)
         Rows holding less than ``eps · Σ u / n`` each (less than rounding between them) are left out.
     """
     x = X.contiguous().numpy()
@@ -248,9 +359,16 @@ def soft_cell_matrix(
         count = _soft_weights(*weights, index, u)
     cutoff = torch.finfo(X.dtype).eps * u[:count].sum() / max(count, 1)
     kept = _keep_above(index, u, count, cutoff)  # in place: no copies of row-sized arrays
-    if kept == 0:
+    return x, index[:kept], u[:kept]
+
+
+def soft_cell_matrix(*args) -> np.ndarray:
+    """As :func:`hard_cell_matrix` for soft cluster ``k`` (the arguments of :func:`soft_cell_rows`):
+    its rows weighed by ``w_n γ_nk``; (0, 0) when none are kept."""
+    x, index, u = soft_cell_rows(*args)
+    if index.shape[0] == 0:
         return np.zeros((0, 0))
-    return cell_scatter(x, index[:kept], u[:kept], CHUNK_ROWS)[0]
+    return cell_scatter(x, index, u, CHUNK_ROWS)[0]
 
 
 def top_eigenvalue(matrix: np.ndarray) -> float:
@@ -282,7 +400,8 @@ def top_eigenvalue(matrix: np.ndarray) -> float:
 def soft_critical_sigma(
     X, weight, labels, min_sq, means, log_weights, k, sigma, log_threshold, terms, *, later
 ):
-    """``sqrt(λ_max)`` of :func:`soft_cell_matrix` of these arguments (the floor: the dtype's).
+    """``sqrt(λ_max)`` of :func:`soft_cell_matrix` of these arguments (the floor: the dtype's), by
+    :func:`cell_top` of its rows.
 
     ``later``: a Future of the same number, measured on the background thread
     (:func:`~.kernels.in_background`) from copies of the level's tensors, which the caller's next
@@ -290,6 +409,11 @@ def soft_critical_sigma(
     """
     level = (labels, min_sq, means, log_weights, k, sigma, log_threshold, terms, negligible_logit(X.dtype))
     if not later:
-        return math.sqrt(top_eigenvalue(soft_cell_matrix(X, weight, *level)))
+        return _soft_sigma(X, weight, level)
     copies = tuple(v.clone() if isinstance(v, torch.Tensor) else v for v in level)
-    return in_background(lambda: math.sqrt(top_eigenvalue(soft_cell_matrix(X, weight, *copies))))
+    return in_background(lambda: _soft_sigma(X, weight, copies))
+
+
+def _soft_sigma(X, weight, level) -> float:
+    x, index, u = soft_cell_rows(X, weight, *level)
+    return math.sqrt(cell_top(x, index, u, vector=False).value) if index.shape[0] else 0.0

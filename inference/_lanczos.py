@@ -16,7 +16,16 @@ import numpy as np
 
 from ._fused import _compiled
 
-__all__ = ["LANCZOS_SIZE", "MAX_STEPS", "RESIDUAL", "lanczos_top"]
+__all__ = [
+    "IMPLICIT_ENTRIES",
+    "IMPLICIT_FEATURES",
+    "LANCZOS_SIZE",
+    "MAX_STEPS",
+    "RESIDUAL",
+    "implicit_steps",
+    "lanczos_top",
+    "lanczos_top_rows",
+]
 
 #: Matrices of at least this order go to Lanczos first. On the cells' covariances of the 64-feature
 #: benchmark sets (blobs64, digits: every one a split proposal or a critical σ takes) it took 0.52x
@@ -35,6 +44,11 @@ CHECK_EVERY = 4
 #: A pair whose estimated residual passes is confirmed on the matrix: its residual there must be at
 #: most this many times ``RESIDUAL · θ`` (rounding in the vector ``Q s``), else the iterations go on.
 CONFIRM = 10.0
+#: From this many features (and at least as many rows) a cell's top eigenpair is sought from its
+#: weighted, centred rows (:func:`lanczos_top_rows`) before its covariance is formed.
+IMPLICIT_FEATURES = 128
+#: ... and only where those rows hold at most this many entries (a float64 copy: 16 MB).
+IMPLICIT_ENTRIES = 1 << 21
 
 
 @_compiled()
@@ -132,6 +146,46 @@ def _tridiagonal_top(alpha, beta, order):  # pragma: no cover
 
 
 @_compiled()
+def _apply(matrix, rows, v):  # pragma: no cover
+    """``C v`` for ``C = matrix``, or for ``C = rowsᵀ rows`` (two matrix-vector products) when
+    ``rows`` has any."""
+    if rows.shape[0] > 0:
+        return np.dot(np.dot(rows, v), rows)
+    return np.dot(matrix, v)
+
+
+@_compiled()
+def _lanczos(matrix, rows, size, max_steps, residual_tol):  # pragma: no cover
+    """:func:`lanczos_top` of the order-``size`` operator ``v ↦ C v`` of :func:`_apply`."""
+    steps = min(max_steps, size)
+    basis = np.zeros((steps + 1, size))
+    alpha = np.zeros(steps)
+    beta = np.zeros(steps)
+    basis[0] = _start(size)
+    for j in range(steps):
+        w = _apply(matrix, rows, basis[j])
+        scale = np.sqrt(np.dot(w, w))
+        alpha[j] = np.dot(w, basis[j])
+        for _ in range(2):
+            coefficients = np.dot(basis[: j + 1], w)
+            w -= np.dot(coefficients, basis[: j + 1])
+        norm = np.sqrt(np.dot(w, w))
+        beta[j] = norm
+        invariant = norm <= 1e-14 * scale  # the Krylov space holds an eigenvector: θ is exact
+        if invariant or j == steps - 1 or (j + 1) % CHECK_EVERY == 0:
+            theta, s = _tridiagonal_top(alpha, beta, j + 1)
+            if invariant or norm * abs(s[j]) <= residual_tol * abs(theta):
+                vector = np.dot(s, basis[: j + 1])
+                vector /= np.sqrt(np.dot(vector, vector))
+                # The estimate β_j |s_j| holds for an exact pair of T_j: checked on C itself.
+                residual = _apply(matrix, rows, vector) - theta * vector
+                if invariant or np.sqrt(np.dot(residual, residual)) <= CONFIRM * residual_tol * abs(theta):
+                    return theta, vector, True
+        basis[j + 1] = w / norm
+    return 0.0, basis[0], False
+
+
+@_compiled()
 def lanczos_top(matrix, max_steps, residual_tol):  # pragma: no cover
     """Lanczos with full reorthogonalisation for the top eigenpair of a symmetric float64 matrix.
 
@@ -161,30 +215,28 @@ def lanczos_top(matrix, max_steps, residual_tol):  # pragma: no cover
     in ``O(j)`` a test (:func:`_tridiagonal_top`), not by a dense decomposition of ``T_j``; the
     residual of a pair that passes is confirmed on ``C``.
     """
-    size = matrix.shape[0]
-    steps = min(max_steps, size)
-    basis = np.zeros((steps + 1, size))
-    alpha = np.zeros(steps)
-    beta = np.zeros(steps)
-    basis[0] = _start(size)
-    for j in range(steps):
-        w = np.dot(matrix, basis[j])
-        scale = np.sqrt(np.dot(w, w))
-        alpha[j] = np.dot(w, basis[j])
-        for _ in range(2):
-            coefficients = np.dot(basis[: j + 1], w)
-            w -= np.dot(coefficients, basis[: j + 1])
-        norm = np.sqrt(np.dot(w, w))
-        beta[j] = norm
-        invariant = norm <= 1e-14 * scale  # the Krylov space holds an eigenvector: θ is exact
-        if invariant or j == steps - 1 or (j + 1) % CHECK_EVERY == 0:
-            theta, s = _tridiagonal_top(alpha, beta, j + 1)
-            if invariant or norm * abs(s[j]) <= residual_tol * abs(theta):
-                vector = np.dot(s, basis[: j + 1])
-                vector /= np.sqrt(np.dot(vector, vector))
-                # The estimate β_j |s_j| holds for an exact pair of T_j: checked on C itself.
-                residual = np.dot(matrix, vector) - theta * vector
-                if invariant or np.sqrt(np.dot(residual, residual)) <= CONFIRM * residual_tol * abs(theta):
-                    return theta, vector, True
-        basis[j + 1] = w / norm
-    return 0.0, basis[0], False
+    return _lanczos(matrix, np.zeros((0, matrix.shape[0])), matrix.shape[0], max_steps, residual_tol)
+
+
+@_compiled()
+def lanczos_top_rows(rows, max_steps, residual_tol):  # pragma: no cover
+    """:func:`lanczos_top` of ``C = ZᵀZ`` for the float64 rows ``Z`` (of shape (n, m), n ≥ 1), never formed.
+
+    Each step multiplies by ``Z`` and ``Zᵀ`` (``4 n m`` flops) instead of forming ``ZᵀZ`` once (``n m²``
+    by ``?syrk``): the cheaper where the pair settles in fewer than ``m / 4`` steps, as on the wide
+    cells of well-separated clusters (8-24 steps at ``m = 256``: see :func:`implicit_steps`).
+    """
+    return _lanczos(np.zeros((0, 0)), rows, rows.shape[1], max_steps, residual_tol)
+
+
+def implicit_steps(n_rows: int, n_features: int) -> int:
+    """The step budget of :func:`lanczos_top_rows` on ``n_rows × n_features`` rows; 0: form ``ZᵀZ``.
+
+    ``n_features // 8`` steps cost half a ``?syrk`` of the rows; where they do not settle the caller
+    forms the matrix after all (1.5x the dense path's time at worst). From ``IMPLICIT_FEATURES``
+    features and as many rows on, and only for rows that fit in ``IMPLICIT_ENTRIES`` entries (a
+    float64 copy of them is held).
+    """
+    if n_features < IMPLICIT_FEATURES or n_rows < n_features or n_rows * n_features > IMPLICIT_ENTRIES:
+        return 0
+    return n_features // 8

@@ -265,9 +265,9 @@ class Annealer:
         if not self.soft or hard_temperature(self.sigma, self.X.dtype):
             rows = torch.nonzero(self.labels == k).flatten()
             if compiled:
-                from ._critical import hard_cell_matrix, top_eigenvalue
+                from ._critical import hard_top_eigenvalue
 
-                return math.sqrt(top_eigenvalue(hard_cell_matrix(self.X, self.weight[rows], rows)))
+                return math.sqrt(hard_top_eigenvalue(self.X, self.weight[rows], rows))
             return math.sqrt(covariance_top_eigenvalue(self.X, self.weight[rows], self.comm, index=rows))
         if compiled and self.terms_valid:  # one compiled pass over the rows (see ._critical)
             from ._critical import soft_critical_sigma

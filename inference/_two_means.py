@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ._fused import _compiled
-from ._split import TWO_MEANS_ITER, SplitProposal, _top_eigenpair
+from ._split import TWO_MEANS_ITER, SplitProposal
 
 __all__ = ["compiled_proposal", "labelled_proposal", "split_along", "split_cell", "two_means"]
 
@@ -154,8 +154,8 @@ def split_along(y, u, sums, total, mean, axis, max_iter):  # pragma: no cover
 #: A cell of at most this many features, held whole on the CPU, is split by one compiled call
 #: (:func:`split_cell`): at few features the dozen array calls of a proposal cost more
 #: than its arithmetic (0.3 ms a proposal on s1, 55 proposals a run). A wider one takes two
-#: compiled calls with the top eigenpair between them (:func:`~._split._top_eigenpair`: Lanczos
-#: iterations from order 128, else LAPACK's ``?syevr``).
+#: compiled calls with the top eigenpair between them (:func:`._critical.cell_top`: Lanczos
+#: iterations, else LAPACK's ``?syevr``).
 COMPILED_FEATURES = 8
 
 
@@ -244,8 +244,8 @@ def _proposal(lam, left, right, mass_a, total, mean, dtype) -> SplitProposal:
 
 def compiled_proposal(y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
     """:func:`~._split.propose_split` of the rows ``y`` (all in this process, on the CPU) by compiled calls:
-    the mean and covariance (or Gram matrix) in float64 (:func:`._critical.cell_scatter`), the top
-    eigenpair (:func:`_top_eigenpair`), the sides along it polished by 2-means."""
+    the mean and the covariance's top eigenpair in float64 (:func:`._critical.cell_top`), the sides
+    along it polished by 2-means."""
     dtype = y.dtype
     total = u.sum().item()
     if y.shape[0] < 2 or total <= 0:
@@ -255,16 +255,9 @@ def compiled_proposal(y: torch.Tensor, u: torch.Tensor) -> SplitProposal:
     if y.shape[1] <= COMPILED_FEATURES:
         lam, left, right, mass_a, total, mean = split_cell(rows, u.numpy(), TWO_MEANS_ITER)
     else:
-        from ._critical import CHUNK_ROWS, cell_scatter
+        from ._critical import cell_top
 
-        matrix, z, total, mean = cell_scatter(rows, None, u.double().numpy(), CHUNK_ROWS)
-        lam, vector = _top_eigenpair(torch.from_numpy(matrix))
-        axis = vector.numpy()
-        if z.shape[0] > 0:  # the Gram matrix's eigenvector w: the covariance's is Zᵀw
-            axis = z.T @ axis
-            norm = float(np.linalg.norm(axis))
-            lam, axis = (lam, axis / norm) if norm > 0 else (0.0, axis)
-        lam = max(lam, 0.0)
+        lam, axis, total, mean = cell_top(rows, None, u.double().numpy(), vector=True)
         if lam <= 0:
             mean_t = torch.from_numpy(mean).to(dtype)
             return SplitProposal(0.0, mean_t, mean_t, total, 0.0, 0.0)

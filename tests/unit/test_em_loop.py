@@ -183,7 +183,9 @@ def weighted_top_eigenvalue(X, u):
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("n_rows", [2, 30, 700])
 def test_hard_cell_eigenvalue_is_numpys(n_features, dtype, n_rows):
-    """Fewer rows than features (the Gram matrix) and more (the covariance, in chunks of rows)."""
+    """Fewer rows than features (the Gram matrix) and more (the covariance, in chunks of rows; from
+    128 features Lanczos on the centred rows first, which on this noise does not settle in its
+    budget: the covariance after all)."""
     generator = torch.Generator().manual_seed(n_features * n_rows)
     X = (1e4 + torch.randn(900, n_features, generator=generator, dtype=F64) * 1e-2).to(dtype)
     rows = torch.randperm(900, generator=generator)[:n_rows]
@@ -191,12 +193,16 @@ def test_hard_cell_eigenvalue_is_numpys(n_features, dtype, n_rows):
     lam = _critical.top_eigenvalue(_critical.hard_cell_matrix(X, u, rows))
     expected = weighted_top_eigenvalue(X[rows], u)
     assert lam == pytest.approx(expected, rel=1e-9 if dtype == F64 else 1e-5)
+    assert _critical.hard_top_eigenvalue(X, u, rows) == pytest.approx(
+        expected, rel=1e-9 if dtype == F64 else 1e-5
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@pytest.mark.parametrize("n_features", [2, 12])
+@pytest.mark.parametrize("n_features", [2, 12, 160])
 def test_soft_cell_eigenvalue_is_the_responsibility_weighted_one(dtype, n_features):
-    """γ from the level's terms, the rows found from the nearest centroids: float64 formulas over all rows."""
+    """γ from the level's terms, the rows found from the nearest centroids: float64 formulas over all
+    rows; from the covariance and (160 features: Lanczos on the centred rows) from :func:`cell_top`."""
     generator = torch.Generator().manual_seed(n_features)
     centres = 4.0 * torch.randn(5, n_features, generator=generator, dtype=F64)
     X0 = centres[torch.arange(2000) % 5] + torch.randn(2000, n_features, generator=generator, dtype=F64)
@@ -218,6 +224,8 @@ def test_soft_cell_eigenvalue_is_the_responsibility_weighted_one(dtype, n_featur
         cell = (X, weight, labels, min_sq.to(dtype), means, log_weights, k, sigma, threshold, terms, floor)
         lam = _critical.top_eigenvalue(_critical.soft_cell_matrix(*cell))
         assert lam == pytest.approx(expected, rel=1e-9 if dtype == F64 else 1e-4), k
+        top = _critical.cell_top(*_critical.soft_cell_rows(*cell), vector=False)
+        assert top.value == pytest.approx(lam, rel=1e-12), k
 
 
 @pytest.mark.parametrize("short", [0, 1, 37])
@@ -377,7 +385,7 @@ def test_critical_sigmas_measured_in_the_background_are_those_measured_inline(mo
     X = _blobs_in(64)  # 1024 × 64²: BACKGROUND_WORK
     assert X.shape[0] * X.shape[1] ** 2 >= _levels.BACKGROUND_WORK
     where = []
-    measured = _critical.soft_cell_matrix
+    measured = _critical.soft_cell_rows
 
     def recorded(*cell):
         where.append(threading.current_thread().name)
@@ -387,7 +395,7 @@ def test_critical_sigmas_measured_in_the_background_are_those_measured_inline(mo
     torch.set_num_threads(2)
     try:
         with monkeypatch.context() as patch:
-            patch.setattr(_critical, "soft_cell_matrix", recorded)
+            patch.setattr(_critical, "soft_cell_rows", recorded)
             background = anneal(X, 8)
         with monkeypatch.context() as patch:
             patch.setattr(_levels, "idle_threads", lambda: 0)
@@ -410,7 +418,7 @@ def test_an_error_measuring_in_the_background_reaches_the_caller(monkeypatch):
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        monkeypatch.setattr(_critical, "soft_cell_matrix", broken)
+        monkeypatch.setattr(_critical, "soft_cell_rows", broken)
         with pytest.raises(FloatingPointError, match="in the background"):
             anneal(_blobs_in(64), 8)
     finally:
