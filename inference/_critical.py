@@ -6,7 +6,10 @@ operations over all N rows to find the rows that may hold some of the cluster (i
 responsibilities from the level's per-row terms, the weights, the mean, the scatter): on the 2-D
 SIPU sets that was a fifth of an annealing run. Here one pass over the rows finds them and their
 weights, a second their mean, a third their scatter (a chunk of rows at a time by one BLAS product),
-all in float64; only the eigenvalue of the small matrix that comes back is left to LAPACK.
+all in float64; only the eigenvalue of the small matrix that comes back is left to LAPACK. A wide
+cell (from ``_lanczos.IMPLICIT_FEATURES`` features) is first given to Lanczos as its centred rows,
+the covariance not formed (:func:`cell_top`): on the 256-feature blobs a critical σ took 7 ms
+by ``?syrk`` and Lanczos on the matrix, 3 ms so.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ tridiagonal form (``4/3 m³`` flops at BLAS-2 speed: 1.4-2.4 ms at m = 256 here,
 three of them). Lanczos' method finds the top pair from products of the matrix with vectors: on the
 covariance of a cell holding several clusters, whose top eigenvalue stands apart, a few dozen of them.
 Where it does not settle within ``MAX_STEPS`` (a near-degenerate top of the spectrum) the caller
-takes ``?syevr`` after all.
+takes ``?syevr`` after all. A wide cell's covariance ``ZᵀZ`` need not be formed at all
+(:func:`lanczos_top_rows`): products with ``Z`` and ``Zᵀ`` cost less than the ``?syrk`` while the pair
+settles in fewer than ``m / 4`` steps.
 """
 
 from __future__ import annotations

@@ -164,13 +164,17 @@ def test_only_wide_cells_of_at_least_as_many_rows_that_fit_go_to_the_rows():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("offset", [0.0, 1e4])
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 @pytest.mark.parametrize(("centers", "n_features", "n_rows"), [(6, 200, 900), (1, 130, 500), (3, 256, 100)])
-def test_cell_top_from_the_rows_is_the_covariances(monkeypatch, dtype, offset, centers, n_features, n_rows):
+def test_cell_top_from_the_rows_is_the_covariances(
+    monkeypatch, dtype, offset, scale, centers, n_features, n_rows
+):
     """:func:`_critical.cell_top`: Lanczos on the centred rows where it settles (blobs), the covariance
     where it does not (one blob of noise) or where rows are fewer than features (the Gram matrix):
-    NumPy's top eigenvalue of the float64 weighted covariance, and a unit vector of it."""
+    NumPy's top eigenvalue of the float64 weighted covariance, and a unit vector of it; far from the
+    origin, at tiny and huge scales, in float32 and float64."""
     X, _ = make_blobs(n_samples=n_rows, n_features=n_features, centers=centers, random_state=n_features)
-    x = (X + offset).astype(np.float32 if dtype == torch.float32 else np.float64)
+    x = ((X + offset) * scale).astype(np.float32 if dtype == torch.float32 else np.float64)
     rng = np.random.default_rng(0)
     index = np.sort(rng.choice(n_rows, size=n_rows - 7, replace=False))
     u = rng.uniform(0.1, 2.0, index.shape[0])
@@ -184,7 +188,7 @@ def test_cell_top_from_the_rows_is_the_covariances(monkeypatch, dtype, offset, c
     )
     top = _critical.cell_top(x, index, u, vector=True)
     assert top.total == pytest.approx(u.sum(), rel=1e-14)
-    np.testing.assert_allclose(top.mean, mean, rtol=1e-13, atol=1e-13 * (abs(offset) + 10))
+    np.testing.assert_allclose(top.mean, mean, rtol=1e-13, atol=1e-13 * (abs(offset) + 10) * scale)
     _check(covariance, top.value, top.vector)
     assert _critical.cell_top(x, index, u, vector=False).value == top.value
     assert calls == ([] if n_rows < n_features else [centers > 1] * 2)
